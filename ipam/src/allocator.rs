@@ -1,0 +1,144 @@
+//! Allocation across range sets: one address per set, requested addresses first, host-local's rules.
+
+use std::net::IpAddr;
+
+use crate::IpamError;
+use crate::range::{RangeSet, canonical};
+use crate::store::{LockedStore, Owner};
+
+/// One reserved address with what a CNI result needs to report about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// The address.
+    pub ip: IpAddr,
+    /// Prefix length of its range's subnet.
+    pub prefix: u8,
+    /// Its range's gateway.
+    pub gateway: IpAddr,
+    /// Index of the range set it came from.
+    pub set_index: usize,
+}
+
+/// Checks that range sets do not overlap each other (host-local: "range set i overlaps with j").
+pub fn check_disjoint(sets: &[RangeSet]) -> Result<(), IpamError> {
+    for (i, a) in sets.iter().enumerate() {
+        for (j, b) in sets.iter().enumerate().skip(i + 1) {
+            if a.overlaps(b) {
+                return Err(IpamError::RangeSetsOverlap { first: i, second: j });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reserves one address in each set for `owner`.
+///
+/// A requested address is used for the set that contains it; every other set is walked round-robin
+/// from its cursor. A set is refused if `owner` already holds an address in it (unless that set's
+/// address was requested explicitly, as in host-local). On any failure, the addresses reserved by this
+/// call, and only those, are released again, so that a failed ADD leaves the store as it found it.
+pub fn allocate(
+    store: &mut LockedStore<'_>,
+    sets: &[RangeSet],
+    owner: &Owner,
+    requested: &[IpAddr],
+) -> Result<Vec<Allocation>, IpamError> {
+    let mut pending: Vec<IpAddr> = requested.iter().copied().map(canonical).collect();
+    pending.dedup();
+    let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
+    let result = (|| {
+        let mut held: Option<Vec<IpAddr>> = None;
+        for (index, set) in sets.iter().enumerate() {
+            let wanted = pending
+                .iter()
+                .position(|ip| set.contains(*ip))
+                .map(|pos| pending.remove(pos));
+            let allocation = match wanted {
+                Some(ip) => reserve_requested(store, set, index, owner, ip)?,
+                None => {
+                    let held = match &held {
+                        Some(held) => held,
+                        None => held.insert(store.find(owner)?),
+                    };
+                    if let Some(ip) = held.iter().find(|ip| set.contains(**ip)) {
+                        return Err(IpamError::Duplicate {
+                            ip: *ip,
+                            id: owner.container_id.clone(),
+                        });
+                    }
+                    reserve_next(store, set, index, owner)?
+                }
+            };
+            done.push(allocation);
+        }
+        if !pending.is_empty() {
+            let ips = pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+            return Err(IpamError::RequestedOutsideRanges { ips });
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(done),
+        Err(err) => {
+            for allocation in &done {
+                let _ = store.release(allocation.ip, owner);
+            }
+            Err(err)
+        }
+    }
+}
+
+fn reserve_requested(
+    store: &mut LockedStore<'_>,
+    set: &RangeSet,
+    index: usize,
+    owner: &Owner,
+    ip: IpAddr,
+) -> Result<Allocation, IpamError> {
+    let range = set
+        .range_for(ip)
+        .ok_or_else(|| IpamError::RequestedOutsideRanges { ips: ip.to_string() })?;
+    if ip == range.gateway {
+        return Err(IpamError::RequestedIsGateway { ip });
+    }
+    if !store.reserve(ip, owner, index)? {
+        let holder = store
+            .holder(ip)
+            .map_or_else(|| "another attachment".to_string(), |o| o.to_string());
+        return Err(IpamError::RequestedUnavailable {
+            ip,
+            set: set.to_string(),
+            holder,
+        });
+    }
+    Ok(Allocation {
+        ip,
+        prefix: range.subnet.prefix(),
+        gateway: range.gateway,
+        set_index: index,
+    })
+}
+
+fn reserve_next(
+    store: &mut LockedStore<'_>,
+    set: &RangeSet,
+    index: usize,
+    owner: &Owner,
+) -> Result<Allocation, IpamError> {
+    let cursor = store.last_reserved(index);
+    for candidate in set.iter_from(cursor) {
+        if store.reserve(candidate.ip, owner, index)? {
+            let range = candidate.range;
+            return Ok(Allocation {
+                ip: candidate.ip,
+                prefix: range.subnet.prefix(),
+                gateway: range.gateway,
+                set_index: index,
+            });
+        }
+    }
+    Err(IpamError::Exhausted {
+        index,
+        set: set.to_string(),
+    })
+}

@@ -1,0 +1,17 @@
+//! Pure address allocation and the host-local-compatible reservation store behind roslan's IPAM.
+//!
+//! This crate knows nothing about netlink, network namespaces or the CNI environment: it turns range
+//! configuration into canonical [`RangeSet`]s ([`range`]), walks them in host-local's round-robin order
+//! and reserves addresses ([`allocator`]) in a directory laid out exactly like host-local's
+//! ([`store`]). Keeping it pure is what lets the same code serve the `roslan` plugin in-process, the
+//! standalone `roslan-ipam` binary, and property tests that run without root.
+
+pub mod allocator;
+mod error;
+pub mod range;
+pub mod store;
+
+pub use allocator::{Allocation, allocate, check_disjoint};
+pub use error::IpamError;
+pub use range::{Range, RangeSet, RangeSpec};
+pub use store::{Entry, LockedStore, Owner, Store};
