@@ -1,0 +1,258 @@
+//! The request as the runtime hands it over: CNI_* environment variables plus stdin.
+//!
+//! Validation follows the Go reference (`skel`) so that roslan refuses exactly what other plugins refuse,
+//! with one deliberate difference: CNI_PATH is only required when a delegate has to be found in it, as
+//! the spec says, because roslan serves its IPAM in-process.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::error::Error;
+
+/// Largest stdin accepted: configurations with a prevResult are a few KiB; anything near this is hostile.
+pub const MAX_STDIN: usize = 4 << 20;
+/// Longest container ID accepted. Runtimes use 64 hex digits; the cap keeps derived names bounded.
+pub const MAX_CONTAINER_ID: usize = 1024;
+/// IFNAMSIZ - 1.
+pub const MAX_IFNAME: usize = 15;
+
+/// CNI_COMMAND.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Attach.
+    Add,
+    /// Detach, best-effort.
+    Del,
+    /// Verify an attachment against its ADD result.
+    Check,
+    /// Report supported versions.
+    Version,
+    /// Can ADD be served?
+    Status,
+    /// Release what no listed attachment uses.
+    Gc,
+}
+
+impl Command {
+    /// Parses CNI_COMMAND.
+    pub fn parse(text: &str) -> Option<Command> {
+        Some(match text {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "VERSION" => Command::Version,
+            "STATUS" => Command::Status,
+            "GC" => Command::Gc,
+            _ => return None,
+        })
+    }
+
+    /// The command's name as the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
+    }
+}
+
+/// One plugin invocation.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// CNI_COMMAND.
+    pub command: Command,
+    /// CNI_CONTAINERID (validated when present).
+    pub container_id: String,
+    /// CNI_NETNS; empty when absent (allowed on DEL).
+    pub netns: String,
+    /// CNI_IFNAME (validated when present).
+    pub ifname: String,
+    /// CNI_ARGS, unparsed: ADD parses it strictly, DEL leniently.
+    pub args: String,
+    /// CNI_PATH, split on ':'.
+    pub path: Vec<PathBuf>,
+    /// stdin.
+    pub stdin: Vec<u8>,
+    /// Whether CNI_NETNS may be the plugin's own namespace (CNI_NETNS_OVERRIDE, as in the Go library).
+    pub netns_override: bool,
+}
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, the spec's pattern for container IDs and network names.
+pub fn is_valid_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The Go reference's interface name rules.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX_IFNAME {
+        return Err(format!("{name:?} is longer than {MAX_IFNAME} bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
+        return Err(format!("{name:?} contains '/', ':', whitespace or NUL"));
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Reads the request from an environment lookup and a stdin reader.
+    ///
+    /// `Ok(None)` means CNI_COMMAND is unset: the caller prints the version banner.
+    pub fn read(env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Result<Option<Request>, Error> {
+        let Some(command_text) = env("CNI_COMMAND") else {
+            return Ok(None);
+        };
+        let command = Command::parse(&command_text).ok_or_else(|| {
+            Error::env(
+                "CNI_COMMAND",
+                format!("unknown CNI_COMMAND {command_text:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC"),
+            )
+        })?;
+        let get = |name: &str| env(name).unwrap_or_default();
+        let request = Request {
+            command,
+            container_id: get("CNI_CONTAINERID"),
+            netns: get("CNI_NETNS"),
+            ifname: get("CNI_IFNAME"),
+            args: get("CNI_ARGS"),
+            path: get("CNI_PATH")
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            stdin: read_stdin(stdin)?,
+            netns_override: matches!(get("CNI_NETNS_OVERRIDE").as_str(), "1" | "true"),
+        };
+        request.validate()?;
+        Ok(Some(request))
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let (needs_container, needs_netns, needs_ifname) = match self.command {
+            Command::Add | Command::Check => (true, true, true),
+            Command::Del => (true, false, true),
+            Command::Version | Command::Status | Command::Gc => (false, false, false),
+        };
+        let missing: Vec<&str> = [
+            (needs_container && self.container_id.is_empty(), "CNI_CONTAINERID"),
+            (needs_netns && self.netns.is_empty(), "CNI_NETNS"),
+            (needs_ifname && self.ifname.is_empty(), "CNI_IFNAME"),
+        ]
+        .into_iter()
+        .filter_map(|(gone, name)| gone.then_some(name))
+        .collect();
+        if let Some(first) = missing.first() {
+            return Err(Error::env(
+                first,
+                format!(
+                    "required environment variables missing for {}: {}",
+                    self.command.as_str(),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if needs_container {
+            if self.container_id.len() > MAX_CONTAINER_ID {
+                return Err(Error::env(
+                    "CNI_CONTAINERID",
+                    format!("is longer than {MAX_CONTAINER_ID} bytes"),
+                ));
+            }
+            if !is_valid_identifier(&self.container_id) {
+                return Err(Error::env(
+                    "CNI_CONTAINERID",
+                    format!(
+                        "invalid characters in containerID {:?}: it must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$",
+                        self.container_id
+                    ),
+                ));
+            }
+        }
+        if needs_ifname {
+            check_ifname(&self.ifname)
+                .map_err(|problem| Error::env("CNI_IFNAME", format!("interface name {problem}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn read_stdin(stdin: impl Read) -> Result<Vec<u8>, Error> {
+    let mut data = Vec::new();
+    stdin
+        .take(MAX_STDIN as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|source| Error::Io {
+            what: "reading the network configuration from stdin".into(),
+            source,
+        })?;
+    if data.len() > MAX_STDIN {
+        return Err(Error::Decode {
+            what: "network configuration on stdin",
+            detail: format!(
+                "larger than {} MiB; a CNI configuration is never that large",
+                MAX_STDIN >> 20
+            ),
+        });
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn request(vars: &[(&str, &str)]) -> Result<Option<Request>, Error> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Request::read(|k| map.get(k).cloned(), &b"{}"[..])
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_valid_identifier("abc-1.2_x"));
+        assert!(!is_valid_identifier("-abc"));
+        assert!(!is_valid_identifier("../etc"));
+        assert!(!is_valid_identifier("a\nb"));
+        assert!(!is_valid_identifier(""));
+    }
+
+    #[test]
+    fn ifname_rules() {
+        assert!(check_ifname("net1").is_ok());
+        assert!(check_ifname("a23456789012345").is_ok());
+        assert!(check_ifname("a234567890123456").is_err());
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "a\nb"] {
+            assert!(check_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_rules() {
+        assert!(request(&[]).unwrap().is_none());
+        assert_eq!(request(&[("CNI_COMMAND", "BOGUS")]).unwrap_err().code(), 4);
+        let err = request(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c")]).unwrap_err();
+        assert!(err.to_string().contains("CNI_NETNS, CNI_IFNAME"), "{err}");
+        assert!(request(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "net1")]).is_ok());
+        assert!(request(&[("CNI_COMMAND", "VERSION")]).unwrap().is_some());
+        let bad = request(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "../x"),
+            ("CNI_IFNAME", "net1"),
+        ]);
+        assert_eq!(bad.unwrap_err().code(), 4);
+    }
+}

@@ -1,0 +1,72 @@
+//! DEL: remove the link, then release the addresses. Best-effort by design.
+//!
+//! A DEL that fails blocks the runtime's whole teardown and leaves the pod Terminating for ever, so
+//! DEL succeeds whenever the thing to remove is already gone: no namespace (or an empty CNI_NETNS, or
+//! a path that is no longer a namespace), no link, no reservation, no data directory. It never looks at
+//! the master (it may be unplugged) and never parses CNI_ARGS strictly.
+//!
+//! The link goes before the reservation: if this process dies between the two, the address is still
+//! reserved while nothing uses it (a retried DEL or GC frees it), rather than free while a link still
+//! holds it (a duplicate address on the LAN).
+
+use nix::errno::Errno;
+
+use super::Attachment;
+use crate::cni::Request;
+use crate::config::{IpamConf, NetConf};
+use crate::error::Error;
+use crate::ipam;
+use crate::netlink::Runtime;
+use crate::netns::{self, Netns};
+use crate::{debug, info, warn};
+
+/// Runs DEL.
+pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
+    let attachment = Attachment::new(request, conf);
+    remove_links(request, &attachment)?;
+    if let IpamConf::Builtin(builtin) = &conf.ipam {
+        let released = ipam::release(&conf.name, builtin, &attachment.owner)?;
+        if !released.is_empty() {
+            info!("released {released:?}");
+        }
+    }
+    Ok(())
+}
+
+fn remove_links(request: &Request, attachment: &Attachment) -> Result<(), Error> {
+    if request.netns.is_empty() || !netns::exists(&request.netns) {
+        debug!("namespace {:?} is gone; nothing to remove there", request.netns);
+        return Ok(());
+    }
+    let netns = match Netns::open(&request.netns) {
+        Ok(netns) => netns,
+        Err(err) => {
+            // A file that is no longer a namespace (e.g. an unmounted /run/netns entry) is a gone pod.
+            warn!("{err}; treating the pod as gone");
+            return Ok(());
+        }
+    };
+    let runtime = Runtime::new()?;
+    let pod = runtime.connect_in(&netns)?;
+    for name in [request.ifname.as_str(), attachment.temp_name.as_str()] {
+        let Some(link) = pod
+            .link_by_name(name)
+            .map_err(Error::netlink(format!("look up {name}")))?
+        else {
+            continue;
+        };
+        if !attachment.owns(&link) {
+            warn!(
+                "leaving {name} in place: it was not created by roslan for container {}",
+                attachment.owner.container_id
+            );
+            continue;
+        }
+        match pod.delete_link(link.index) {
+            Ok(()) => info!("deleted {name}"),
+            Err(err) if err.is(Errno::ENODEV) => {}
+            Err(err) => return Err(Error::netlink(format!("delete {name}"))(err)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The `ipam` section: host-local's fields for the built-in allocator, or a delegate's type.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnetwork::IpNetwork;
+use roslan_ipam_core::store::DEFAULT_DATA_DIR;
+use roslan_ipam_core::{RangeSet, RangeSpec, check_disjoint};
+use serde_json::Value;
+
+use super::fields::{Obj, Problems, type_name};
+use super::warn_unknown;
+use crate::cni::{Route, Version};
+
+/// `ipam.type` values served in-process with host-local's semantics and on-disk format.
+pub const BUILTIN_TYPES: &[&str] = &["host-local", "roslan-ipam"];
+
+/// How addresses are obtained.
+#[derive(Clone, Debug)]
+pub enum IpamConf {
+    /// No `ipam` (or `{}`): a pure layer-2 attachment, as with the reference macvlan.
+    None,
+    /// host-local semantics, in-process.
+    Builtin(BuiltinIpam),
+    /// Another IPAM plugin, executed from CNI_PATH.
+    Delegate {
+        /// Its `type`.
+        plugin: String,
+    },
+}
+
+/// The built-in allocator's configuration, canonical and checked.
+#[derive(Clone, Debug)]
+pub struct BuiltinIpam {
+    /// Range sets: runtimeConfig.ipRanges first, then the legacy flat range, then `ranges`.
+    pub sets: Vec<RangeSet>,
+    /// `routes`, destinations normalised to their network address.
+    pub routes: Vec<Route>,
+    /// `dataDir`.
+    pub data_dir: PathBuf,
+    /// `resolvConf`.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+fn range_spec(value: &Value, key: String, problems: &mut Problems) -> Option<RangeSpec> {
+    let Some(map) = value.as_object() else {
+        problems.push(
+            key,
+            format!(
+                "expected a range object such as {{\"subnet\": \"192.168.1.0/24\"}}, got {}",
+                type_name(value)
+            ),
+        );
+        return None;
+    };
+    let mut obj = Obj::new(map, key);
+    let spec = RangeSpec {
+        subnet: obj.parsed("subnet", "a subnet such as \"192.168.1.0/24\"", problems),
+        range_start: obj.parsed("rangeStart", "an address", problems),
+        range_end: obj.parsed("rangeEnd", "an address", problems),
+        gateway: obj.parsed("gateway", "an address", problems),
+    };
+    if spec.subnet.is_none() && map.get("subnet").is_none() {
+        problems.push(
+            obj.key("subnet"),
+            "missing; every range needs a \"subnet\" such as \"192.168.1.0/24\"",
+        );
+    }
+    Some(spec)
+}
+
+/// Reads `[[range, ...], ...]` into specs, reporting problems under `key`.
+fn range_sets(sets: &[Value], key: &str, problems: &mut Problems) -> Vec<(String, Vec<RangeSpec>)> {
+    let mut out = Vec::new();
+    for (i, set) in sets.iter().enumerate() {
+        let set_key = format!("{key}[{i}]");
+        let Some(items) = set.as_array() else {
+            problems.push(
+                set_key,
+                format!("expected a range set (an array of ranges), got {}", type_name(set)),
+            );
+            continue;
+        };
+        let specs: Vec<RangeSpec> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(j, item)| range_spec(item, format!("{set_key}[{j}]"), problems))
+            .collect();
+        out.push((set_key, specs));
+    }
+    out
+}
+
+/// Parses `ipam` from the top-level object.
+pub fn parse(
+    root: &mut Obj<'_>,
+    version: Version,
+    runtime_ranges: Option<(String, &Vec<Value>)>,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> IpamConf {
+    let Some(mut ipam) = root.object("ipam", problems) else {
+        return IpamConf::None;
+    };
+    let plugin = ipam.string("type", problems).unwrap_or_default();
+    if plugin.is_empty() {
+        if !ipam.unknown().is_empty() {
+            problems.push("ipam.type", "missing; set \"type\": \"host-local\" (built in) or the name of an IPAM plugin, or remove \"ipam\" for a layer-2-only attachment");
+        }
+        return IpamConf::None;
+    }
+    if !BUILTIN_TYPES.contains(&plugin.as_str()) {
+        // The rest of the section belongs to the delegate.
+        return IpamConf::Delegate { plugin };
+    }
+
+    let mut specs: Vec<(String, Vec<RangeSpec>)> = Vec::new();
+    if let Some((key, sets)) = runtime_ranges {
+        specs.extend(range_sets(sets, &key, problems));
+    }
+    let legacy = RangeSpec {
+        subnet: ipam.parsed("subnet", "a subnet such as \"192.168.1.0/24\"", problems),
+        range_start: ipam.parsed("rangeStart", "an address", problems),
+        range_end: ipam.parsed("rangeEnd", "an address", problems),
+        gateway: ipam.parsed("gateway", "an address", problems),
+    };
+    if legacy.subnet.is_some() {
+        specs.push(("ipam.subnet".into(), vec![legacy]));
+    } else if legacy != RangeSpec::default() {
+        problems.push(
+            "ipam.subnet",
+            "rangeStart, rangeEnd and gateway need \"subnet\" next to them",
+        );
+    }
+    if let Some(sets) = ipam.array("ranges", problems) {
+        specs.extend(range_sets(sets, "ipam.ranges", problems));
+    }
+
+    let mut sets = Vec::new();
+    for (key, spec) in &specs {
+        match RangeSet::new(spec) {
+            Ok(set) => sets.push(set),
+            Err(err) => problems.push(key.clone(), format!("invalid range set: {err}")),
+        }
+    }
+    if specs.is_empty() {
+        problems.push("ipam.ranges", roslan_ipam_core::IpamError::NoRanges.to_string());
+    } else if sets.len() == specs.len() {
+        if let Err(err) = check_disjoint(&sets) {
+            problems.push("ipam.ranges", err.to_string());
+        }
+        let v4 = sets.iter().filter(|s| s.is_ipv4()).count();
+        if version.legacy_result() && (v4 > 1 || sets.len() - v4 > 1) {
+            problems.push("ipam.ranges", format!("CNI version {version} does not support more than 1 address per family; use cniVersion 0.3.1 or later"));
+        }
+    }
+
+    let mut routes = Vec::new();
+    if let Some(list) = ipam.array("routes", problems) {
+        for (i, item) in list.iter().enumerate() {
+            let key = format!("ipam.routes[{i}]");
+            let dst = item
+                .get("dst")
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse::<IpNetwork>().ok());
+            let gw_value = item.get("gw").filter(|g| !g.is_null());
+            let gw = gw_value.and_then(Value::as_str).and_then(|g| g.parse::<IpAddr>().ok());
+            match dst {
+                None => problems.push(
+                    key,
+                    format!("expected {{\"dst\": \"10.0.0.0/8\", \"gw\": \"192.168.1.1\"}} (gw optional), got {item}"),
+                ),
+                Some(_) if gw_value.is_some() && gw.is_none() => problems.push(format!("{key}.gw"), "not an address"),
+                Some(dst) => {
+                    let dst = IpNetwork::new(dst.network(), dst.prefix()).unwrap_or(dst);
+                    routes.push(Route::new(dst, gw));
+                }
+            }
+        }
+    }
+    let data_dir = PathBuf::from(
+        ipam.string("dataDir", problems)
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+    );
+    if !data_dir.is_absolute() {
+        problems.push(
+            "ipam.dataDir",
+            format!(
+                "{} is relative; use an absolute path such as {DEFAULT_DATA_DIR}",
+                data_dir.display()
+            ),
+        );
+    }
+    let resolv_conf = ipam
+        .string("resolvConf", problems)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    warn_unknown(&ipam, warnings);
+    IpamConf::Builtin(BuiltinIpam {
+        sets,
+        routes,
+        data_dir,
+        resolv_conf,
+    })
+}

@@ -1,0 +1,414 @@
+//! The network configuration on stdin.
+//!
+//! Field names are the reference macvlan plugin's (`master`, `mode`, `mtu`, `mac`, `ipam`, `dns`,
+//! `bcqueuelen`), so an existing `"type": "macvlan"` configuration works by changing only `type`.
+//! roslan's own keys add multicast handling. A known key with a wrong type or value is a problem naming
+//! the key and the expected form; unknown keys are logged with the closest known key.
+
+mod fields;
+pub mod ipam;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnetwork::IpNetwork;
+use serde_json::Value;
+
+use crate::cni::env::is_valid_identifier;
+use crate::cni::{CniResult, Dns, Version};
+use crate::error::{ConfigProblem, Error};
+use crate::log::Level;
+use crate::mac::Mac;
+pub use fields::{Obj, Problems, closest};
+pub use ipam::{BuiltinIpam, IpamConf};
+
+/// The macvlan mode; bridge is the only one that lets sibling pods hear each other's multicast.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MacvlanMode {
+    /// Siblings on one master talk directly (multicast included).
+    #[default]
+    Bridge,
+    /// Siblings isolated from each other.
+    Private,
+    /// Everything goes to the switch (needs hairpin for siblings).
+    Vepa,
+    /// One child takes over the master.
+    Passthru,
+}
+
+impl MacvlanMode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvlanMode::Bridge => "bridge",
+            MacvlanMode::Private => "private",
+            MacvlanMode::Vepa => "vepa",
+            MacvlanMode::Passthru => "passthru",
+        }
+    }
+}
+
+/// How to find the master interface on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MasterSpec {
+    /// The interface of the node's default route.
+    DefaultRoute,
+    /// An interface by name.
+    Name(String),
+}
+
+/// Multicast handling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MulticastConf {
+    /// Multicast destinations routed through our interface with no gateway (`dev <if> scope link`).
+    pub routes: Vec<IpNetwork>,
+}
+
+impl Default for MulticastConf {
+    fn default() -> Self {
+        MulticastConf {
+            routes: vec![default_multicast_route()],
+        }
+    }
+}
+
+/// 224.0.0.0/4: all IPv4 multicast, DDS' 239.255.0.1 included.
+pub fn default_multicast_route() -> IpNetwork {
+    IpNetwork::new(IpAddr::from([224, 0, 0, 0]), 4).unwrap_or_else(|_| unreachable!("constant prefix"))
+}
+
+/// True for prefixes that lie entirely in multicast space (224.0.0.0/4 or ff00::/8).
+pub fn is_multicast_prefix(net: &IpNetwork) -> bool {
+    match net {
+        IpNetwork::V4(v4) => v4.prefix() >= 4 && v4.network().is_multicast(),
+        IpNetwork::V6(v6) => v6.prefix() >= 8 && v6.network().is_multicast(),
+    }
+}
+
+/// Everything roslan reads from stdin.
+#[derive(Clone, Debug)]
+pub struct NetConf {
+    /// `cniVersion`; a missing one means 0.1.0.
+    pub version: Version,
+    /// `cniVersion` as written, for messages.
+    pub version_text: Option<String>,
+    /// `name`.
+    pub name: String,
+    /// `type`.
+    pub plugin_type: String,
+    /// `master`.
+    pub master: MasterSpec,
+    /// `mode`.
+    pub mode: MacvlanMode,
+    /// `mtu`; `None` means the kernel default (the master's MTU).
+    pub mtu: Option<u32>,
+    /// `bcqueuelen`: the macvlan broadcast/multicast queue length (Linux 5.11+).
+    pub bc_queue_len: Option<u32>,
+    /// `mac`: the lowest-precedence MAC (CNI_ARGS `MAC=` overrides it).
+    pub mac: Option<Mac>,
+    /// `runtimeConfig.mac`, else `args.cni.mac`: overrides CNI_ARGS `MAC=` and `mac`.
+    pub mac_override: Option<Mac>,
+    /// `ipam`.
+    pub ipam: IpamConf,
+    /// `multicast`.
+    pub multicast: MulticastConf,
+    /// `dns`, copied into the result.
+    pub dns: Dns,
+    /// `logFile`.
+    pub log_file: Option<PathBuf>,
+    /// `logLevel`.
+    pub log_level: Level,
+    /// `prevResult` when chained.
+    pub prev_result: Option<CniResult>,
+    /// Requested addresses from `args.cni.ips` and `runtimeConfig.ips`.
+    pub requested_ips: Vec<IpAddr>,
+    /// Unknown keys, with a suggestion, to be logged.
+    pub warnings: Vec<String>,
+}
+
+/// Why a foreign key is meaningless for roslan, for the few that users commonly carry over.
+fn foreign_key_hint(key: &str) -> Option<&'static str> {
+    Some(match key.to_ascii_lowercase().as_str() {
+        "isdefaultgateway" | "isgateway" | "ipmasq" | "hairpinmode" | "promiscmode" | "bridge" => {
+            "a bridge-plugin option; roslan never touches the pod's default route and routes multicast via \"multicast.routes\""
+        }
+        "linkincontainer" => "roslan always creates the macvlan from the node's master",
+        _ => return None,
+    })
+}
+
+fn parse_version(text: Option<&str>) -> Result<Version, Error> {
+    match text {
+        None => Ok(Version::V0_1_0),
+        Some(text) => Version::parse(text).ok_or_else(|| Error::IncompatibleVersion {
+            detail: format!(
+                "config version {text:?} is not supported by roslan {}; set \"cniVersion\" to one of {} (MicroK8s' Multus 3.9 needs 0.3.1 or 0.4.0)",
+                env!("CARGO_PKG_VERSION"),
+                crate::cni::version::supported_strings().join(", ")
+            ),
+        }),
+    }
+}
+
+impl NetConf {
+    /// Decodes stdin into JSON; code 6 on failure.
+    pub fn decode(stdin: &[u8]) -> Result<Value, Error> {
+        let value: Value = serde_json::from_slice(stdin).map_err(|err| Error::Decode {
+            what: "network configuration on stdin",
+            detail: format!("{err}; the runtime must pass the network configuration as a JSON object"),
+        })?;
+        if !value.is_object() {
+            return Err(Error::Decode {
+                what: "network configuration on stdin",
+                detail: format!("expected a JSON object, got {}", fields::type_name(&value)),
+            });
+        }
+        Ok(value)
+    }
+
+    /// The cniVersion of a decoded configuration, for error replies before the full parse.
+    pub fn version_of(value: &Value) -> Option<Version> {
+        match value.get("cniVersion") {
+            None => Some(Version::V0_1_0),
+            Some(v) => v.as_str().and_then(Version::parse),
+        }
+    }
+
+    /// Parses the whole configuration, collecting every problem. The version is checked first because
+    /// it decides how everything else is read (code 1 rather than 7).
+    pub fn parse(value: &Value) -> Result<(NetConf, Vec<ConfigProblem>), Error> {
+        let root = value
+            .as_object()
+            .ok_or_else(|| Error::config("", "the configuration must be a JSON object"))?;
+        let mut obj = Obj::new(root, "");
+        let mut problems = Problems::default();
+        let mut warnings = Vec::new();
+
+        let version_text = obj.string("cniVersion", &mut problems);
+        let version = parse_version(version_text.as_deref())?;
+        if let Some(list) = obj.array("cniVersions", &mut problems)
+            && list.iter().any(|v| !v.is_string())
+        {
+            problems.push(
+                "cniVersions",
+                "expected an array of version strings such as [\"1.0.0\", \"1.1.0\"]",
+            );
+        }
+
+        let name = obj.string("name", &mut problems).unwrap_or_default();
+        if name.is_empty() {
+            problems.push(
+                "name",
+                "missing network name; set \"name\" (letters, digits, '_', '.', '-')",
+            );
+        } else if !is_valid_identifier(&name) || name.len() > 255 {
+            problems.push("name", format!("{name:?} is not a valid network name: it must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$ and be at most 255 bytes"));
+        }
+        let plugin_type = obj.string("type", &mut problems).unwrap_or_default();
+
+        let master = match obj.string("master", &mut problems) {
+            Some(name) if !name.is_empty() => {
+                if let Err(why) = crate::cni::env::check_ifname(&name) {
+                    problems.push("master", format!("interface name {why}"));
+                }
+                MasterSpec::Name(name)
+            }
+            _ => MasterSpec::DefaultRoute,
+        };
+        let mode = match obj.string("mode", &mut problems).as_deref() {
+            None | Some("") | Some("bridge") => MacvlanMode::Bridge,
+            Some("private") => MacvlanMode::Private,
+            Some("vepa") => MacvlanMode::Vepa,
+            Some("passthru") => MacvlanMode::Passthru,
+            Some(other) => {
+                problems.push("mode", format!("unknown macvlan mode {other:?}; use \"bridge\" (needed for multicast between pods on one node), \"private\", \"vepa\" or \"passthru\""));
+                MacvlanMode::Bridge
+            }
+        };
+        let mtu = obj
+            .integer("mtu", 0, 65535, &mut problems)
+            .filter(|m| *m > 0)
+            .map(|m| m as u32);
+        let bc_queue_len = obj
+            .integer("bcqueuelen", 1, u64::from(u32::MAX), &mut problems)
+            .map(|m| m as u32);
+        if obj.boolean("linkInContainer", &mut problems) == Some(true) {
+            return Err(Error::UnsupportedField {
+                key: "linkInContainer".into(),
+                why:
+                    "roslan creates the macvlan on a master in the node's namespace; remove the key or set it to false"
+                        .into(),
+            });
+        }
+
+        let mac_of = |obj: &mut Obj<'_>, key: &'static str, problems: &mut Problems| -> Option<Mac> {
+            let mac: Mac = obj.parsed(key, "a MAC address such as \"02:00:00:00:00:01\"", problems)?;
+            if mac.is_unicast() {
+                Some(mac)
+            } else {
+                problems.push(
+                    obj.key(key),
+                    format!("{mac} is a group address; a link needs a unicast MAC (first byte even), e.g. 02:..."),
+                );
+                None
+            }
+        };
+        let mac = mac_of(&mut obj, "mac", &mut problems);
+        let mut mac_override = None;
+        let mut requested_ips = Vec::new();
+        let mut runtime_ranges = None;
+        if let Some(mut args) = obj.object("args", &mut problems)
+            && let Some(mut cni) = args.object("cni", &mut problems)
+        {
+            if let Some(found) = mac_of(&mut cni, "mac", &mut problems) {
+                mac_override = Some(found);
+            }
+            requested_ips.extend(requested_list(&mut cni, &mut problems));
+            cni.allow(&["labels"]);
+        }
+        if let Some(mut runtime) = obj.object("runtimeConfig", &mut problems) {
+            if let Some(found) = mac_of(&mut runtime, "mac", &mut problems) {
+                mac_override = Some(found);
+            }
+            requested_ips.extend(requested_list(&mut runtime, &mut problems));
+            runtime_ranges = runtime
+                .array("ipRanges", &mut problems)
+                .map(|sets| (runtime.key("ipRanges"), sets));
+            // Other capabilities belong to other plugins in a chain; they are not roslan's to judge.
+            runtime.allow(&[
+                "portMappings",
+                "bandwidth",
+                "dns",
+                "aliases",
+                "cgroupPath",
+                "deviceID",
+                "infinibandGUID",
+                "io.kubernetes.cri.pod-annotations",
+            ]);
+        }
+
+        let ipam = ipam::parse(&mut obj, version, runtime_ranges, &mut problems, &mut warnings);
+
+        let multicast = match obj.object("multicast", &mut problems) {
+            None => MulticastConf::default(),
+            Some(mut mc) => {
+                let routes =
+                    mc.parsed_list::<IpNetwork>("routes", "a multicast prefix such as \"224.0.0.0/4\"", &mut problems);
+                let routes = routes.map_or_else(
+                    || MulticastConf::default().routes,
+                    |list| {
+                        let mut normal = Vec::new();
+                        for (i, net) in list.into_iter().enumerate() {
+                            let net = IpNetwork::new(net.network(), net.prefix()).unwrap_or(net);
+                            if !is_multicast_prefix(&net) {
+                                problems.push(
+                                    format!("multicast.routes[{i}]"),
+                                    format!("{net} is not inside multicast space (224.0.0.0/4 or ff00::/8)"),
+                                );
+                            } else if !normal.contains(&net) {
+                                normal.push(net);
+                            }
+                        }
+                        normal
+                    },
+                );
+                warn_unknown(&mc, &mut warnings);
+                MulticastConf { routes }
+            }
+        };
+
+        let dns = obj.get("dns").map(Dns::from_json).unwrap_or_default();
+        let log_file = obj
+            .string("logFile", &mut problems)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let log_level = match obj.string("logLevel", &mut problems).as_deref() {
+            None => Level::Info,
+            Some(text) => Level::parse(text).unwrap_or_else(|| {
+                problems.push(
+                    "logLevel",
+                    format!("{text:?} is not a level; use \"debug\", \"info\", \"warn\" or \"error\""),
+                );
+                Level::Info
+            }),
+        };
+        let prev_result = match obj.get("prevResult") {
+            None => None,
+            Some(prev) => match CniResult::from_json(prev, "prevResult") {
+                Ok(result) => Some(result),
+                Err(err) => {
+                    problems.push("prevResult", err.to_string());
+                    None
+                }
+            },
+        };
+        obj.allow(&["capabilities"]);
+
+        warn_unknown(&obj, &mut warnings);
+        let conf = NetConf {
+            version,
+            version_text,
+            name,
+            plugin_type,
+            master,
+            mode,
+            mtu,
+            bc_queue_len,
+            mac,
+            mac_override,
+            ipam,
+            multicast,
+            dns,
+            log_file,
+            log_level,
+            prev_result,
+            requested_ips,
+            warnings,
+        };
+        Ok((conf, problems.0))
+    }
+
+    /// Parses for ADD and CHECK: any problem is fatal.
+    pub fn parse_strict(value: &Value) -> Result<NetConf, Error> {
+        let (conf, problems) = NetConf::parse(value)?;
+        if problems.is_empty() {
+            Ok(conf)
+        } else {
+            Err(Error::Config(problems))
+        }
+    }
+}
+
+fn requested_list(obj: &mut Obj<'_>, problems: &mut Problems) -> Vec<IpAddr> {
+    let Some(items) = obj.array("ips", problems) else {
+        return Vec::new();
+    };
+    let key = obj.key("ips");
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let parsed = item.as_str().and_then(crate::cni::args::parse_requested_ip);
+            if parsed.is_none() {
+                problems.push(
+                    format!("{key}[{i}]"),
+                    format!("{item} is not an address such as \"192.168.1.20\" or \"192.168.1.20/24\""),
+                );
+            }
+            parsed
+        })
+        .collect()
+}
+
+/// Turns unknown keys of `obj` into log lines with a suggestion or an explanation.
+pub fn warn_unknown(obj: &Obj<'_>, warnings: &mut Vec<String>) {
+    for (key, suggestion) in obj.unknown() {
+        let last = key.rsplit('.').next().unwrap_or(&key);
+        let line = match (foreign_key_hint(last), suggestion) {
+            (Some(hint), _) => format!("ignoring unknown key {key:?}: {hint}"),
+            (None, Some(near)) => format!("ignoring unknown key {key:?}; did you mean {near:?}?"),
+            (None, None) => format!("ignoring unknown key {key:?}"),
+        };
+        warnings.push(line);
+    }
+}

@@ -1,0 +1,134 @@
+//! roslan: a CNI plugin that puts ROS 2 pods on the robot's LAN so that DDS discovery just works.
+//!
+//! On ADD it creates a macvlan (bridge mode) on the node's LAN interface directly inside the pod's
+//! network namespace, allocates addresses in-process with host-local's semantics and on-disk format,
+//! and routes multicast through that interface with no gateway. The crate is organised by job:
+//!
+//! - [`cni`]: the protocol (environment, CNI_ARGS, versions, results);
+//! - [`config`]: the network configuration on stdin, every problem reported at once;
+//! - [`commands`]: ADD, DEL, CHECK, VERSION;
+//! - [`netlink`]: the one facade over rtnetlink; [`netns`]: entering the pod safely; [`sysctl`];
+//! - [`ipam`]: the built-in allocator ([`roslan_ipam_core`] does the pure work);
+//! - [`error`]: the error type and the single mapping to CNI error codes; [`log`].
+//!
+//! [`run`] is the whole plugin: the `roslan` binary only forwards its exit code.
+
+pub mod cni;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod ipam;
+pub mod log;
+pub mod mac;
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use cni::{Command, Request, Version};
+use config::NetConf;
+use error::Error;
+
+/// The banner printed on stderr when the binary runs without CNI_COMMAND.
+pub fn banner() -> String {
+    format!(
+        "roslan {}: CNI plugin putting ROS 2 pods on the LAN (macvlan + multicast routes).\nCNI protocol versions supported: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        cni::version::supported_strings().join(", ")
+    )
+}
+
+/// Runs one CNI invocation: reads the environment and stdin, writes the result or error JSON to
+/// `stdout`, and returns the process exit code.
+pub fn run(env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
+    let request = match Request::read(env, stdin) {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            eprint!("{}", banner());
+            return 0;
+        }
+        Err(err) => return fail(stdout, &err, None),
+    };
+    let mut version = None;
+    match dispatch(&request, &mut version) {
+        Ok(Some(output)) => {
+            let _ = writeln!(stdout, "{output}");
+            0
+        }
+        Ok(None) => 0,
+        Err(err) => fail(stdout, &err, version),
+    }
+}
+
+fn fail(stdout: &mut impl Write, err: &Error, version: Option<Version>) -> i32 {
+    error!("{err}");
+    let reply = serde_json::to_string(&err.reply(version)).unwrap_or_else(|_| String::from("{\"code\":100}"));
+    let _ = writeln!(stdout, "{reply}");
+    1
+}
+
+fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
+    if request.command == Command::Version {
+        return Ok(Some(commands::version::version(&request.stdin)));
+    }
+    let mut value = NetConf::decode(&request.stdin)?;
+    *version = NetConf::version_of(&value);
+    if request.command == Command::Del && version.is_none() {
+        // DEL must not fail on a version it does not know (a downgrade would otherwise wedge every
+        // pod created by the newer plugin): clean up as the newest version roslan speaks.
+        value["cniVersion"] = Value::from(Version::latest().as_str());
+    }
+    let (conf, problems) = NetConf::parse(&value)?;
+    log::configure(
+        conf.log_level,
+        conf.log_file.as_deref(),
+        format!(
+            "{} {} {} {}: ",
+            request.command.as_str(),
+            conf.name,
+            request.container_id,
+            request.ifname
+        ),
+    );
+    for line in &conf.warnings {
+        warn!("{line}");
+    }
+    match request.command {
+        Command::Add => {
+            fatal(problems)?;
+            Ok(Some(commands::add::add(request, &conf)?.to_json(conf.version)))
+        }
+        Command::Check => {
+            fatal(problems)?;
+            commands::check::check(request, &conf).map(|()| None)
+        }
+        Command::Del => {
+            // Only what DEL needs must be valid: the network name and where its reservations live.
+            fatal(
+                problems
+                    .into_iter()
+                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
+                    .collect(),
+            )?;
+            commands::del::del(request, &conf).map(|()| None)
+        }
+        Command::Status | Command::Gc => Err(Error::IncompatibleVersion {
+            detail: format!(
+                "{} needs cniVersion 1.1.0, which this roslan does not implement yet",
+                request.command.as_str()
+            ),
+        }),
+        Command::Version => unreachable!("handled above"),
+    }
+}
+
+fn fatal(problems: Vec<error::ConfigProblem>) -> Result<(), Error> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(problems))
+    }
+}

@@ -1,0 +1,599 @@
+//! The one small facade over rtnetlink: every kernel request roslan makes goes through here.
+//!
+//! Requests run on a current-thread tokio runtime. That is not a style choice: a netlink socket lives
+//! in the namespace of the thread that created it, and a multi-thread runtime could resume a task on a
+//! worker in another namespace. Sockets for the pod are created on a thread inside the pod
+//! ([`Netns::run`]) and then driven from the main thread.
+//!
+//! Errors keep the errno (callers branch on EEXIST/ENODEV) and the kernel's extended-ack text, which
+//! says things like "Device for nexthop is not up" and goes into the CNI error's `details`.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use futures_util::StreamExt;
+use ipnetwork::IpNetwork;
+use rtnetlink::Handle;
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::AsyncSocket;
+use rtnetlink::{LinkMacVlan, LinkUnspec};
+
+use crate::config::MacvlanMode;
+use crate::error::Error;
+use crate::mac::Mac;
+use crate::netns::Netns;
+
+/// What the kernel said when it refused a request.
+#[derive(Clone, Debug)]
+pub struct NetlinkError {
+    /// errno (positive), when the kernel gave one.
+    pub errno: Option<i32>,
+    /// The kernel's extended-ack message, if any.
+    pub ext_ack: Option<String>,
+    /// Non-kernel failures (socket, protocol).
+    pub other: Option<String>,
+}
+
+impl NetlinkError {
+    /// True if the kernel answered with `errno`.
+    pub fn is(&self, errno: nix::errno::Errno) -> bool {
+        self.errno == Some(errno as i32)
+    }
+
+    fn other(text: impl Into<String>) -> NetlinkError {
+        NetlinkError {
+            errno: None,
+            ext_ack: None,
+            other: Some(text.into()),
+        }
+    }
+}
+
+impl fmt::Display for NetlinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.errno, &self.other) {
+            (Some(errno), _) => write!(f, "{}", nix::errno::Errno::from_raw(errno).desc())?,
+            (None, Some(other)) => f.write_str(other)?,
+            (None, None) => f.write_str("unknown netlink failure")?,
+        }
+        if let Some(ack) = &self.ext_ack {
+            write!(f, " ({ack})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NetlinkError {}
+
+/// Decodes an NLMSG_ERROR: the errno, and NLMSGERR_ATTR_MSG from the extended-ack TLVs that follow the
+/// echoed request header (the socket asks for capped acks, so only the 16-byte header is echoed).
+fn decode_error(err: rtnetlink::packet_core::ErrorMessage) -> NetlinkError {
+    const NLMSGHDR_LEN: usize = 16;
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    let mut ext_ack = None;
+    let mut tlvs = err.header.get(NLMSGHDR_LEN..).unwrap_or_default();
+    while tlvs.len() >= 4 {
+        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
+        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+        if len < 4 || len > tlvs.len() {
+            break;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = String::from_utf8_lossy(&tlvs[4..len])
+                .trim_end_matches('\0')
+                .to_string();
+            ext_ack = Some(text).filter(|t| !t.is_empty());
+        }
+        tlvs = &tlvs[((len + 3) & !3).min(tlvs.len())..];
+    }
+    NetlinkError {
+        errno: Some(err.raw_code().abs()),
+        ext_ack,
+        other: None,
+    }
+}
+
+/// The runtime every connection of one plugin invocation shares.
+pub struct Runtime {
+    rt: tokio::runtime::Runtime,
+}
+
+/// A route-netlink connection bound to one namespace.
+pub struct Netlink<'r> {
+    rt: &'r tokio::runtime::Runtime,
+    handle: Handle,
+}
+
+/// What roslan needs to know about a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// ifindex.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// Hardware address.
+    pub mac: Option<Mac>,
+    /// MTU.
+    pub mtu: u32,
+    /// IFF_UP.
+    pub up: bool,
+    /// IFF_LOWER_UP (carrier).
+    pub lower_up: bool,
+    /// IFF_MULTICAST.
+    pub multicast: bool,
+    /// IFF_LOOPBACK.
+    pub loopback: bool,
+    /// `Some(mode)` for macvlan links.
+    pub macvlan_mode: Option<MacvlanMode>,
+    /// IFLA_IFALIAS.
+    pub alias: Option<String>,
+    /// IFLA_LINK: the parent's index (in the parent's namespace).
+    pub parent: Option<u32>,
+}
+
+/// An address on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// ifindex.
+    pub index: u32,
+    /// Address and prefix.
+    pub net: IpNetwork,
+}
+
+/// A route from a dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Destination.
+    pub dst: IpNetwork,
+    /// Gateway.
+    pub gateway: Option<IpAddr>,
+    /// Output interface.
+    pub oif: Option<u32>,
+    /// Table.
+    pub table: u32,
+    /// Scope (253 = link).
+    pub scope: u8,
+    /// Metric.
+    pub priority: Option<u32>,
+}
+
+/// A macvlan to create.
+#[derive(Clone, Debug)]
+pub struct MacvlanSpec<'a> {
+    /// Its (temporary) name.
+    pub name: &'a str,
+    /// The master's index in the namespace of the connection that creates it.
+    pub master_index: u32,
+    /// The macvlan mode.
+    pub mode: MacvlanMode,
+    /// MTU; `None` inherits the master's.
+    pub mtu: Option<u32>,
+    /// MAC; `None` lets the kernel pick a random one.
+    pub mac: Option<Mac>,
+    /// Broadcast/multicast queue length.
+    pub bc_queue_len: Option<u32>,
+}
+
+/// A route to add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination.
+    pub dst: IpNetwork,
+    /// Gateway; `None` gives a `dev <if> scope link` route.
+    pub gateway: Option<IpAddr>,
+    /// Output interface.
+    pub oif: u32,
+}
+
+/// The main routing table.
+pub const MAIN_TABLE: u32 = 254;
+/// RT_SCOPE_LINK.
+pub const SCOPE_LINK: u8 = 253;
+
+fn mode_to_kernel(mode: MacvlanMode) -> MacVlanMode {
+    match mode {
+        MacvlanMode::Bridge => MacVlanMode::Bridge,
+        MacvlanMode::Private => MacVlanMode::Private,
+        MacvlanMode::Vepa => MacVlanMode::Vepa,
+        MacvlanMode::Passthru => MacVlanMode::Passthrough,
+    }
+}
+
+fn mode_from_kernel(mode: &MacVlanMode) -> Option<MacvlanMode> {
+    Some(match mode {
+        MacVlanMode::Bridge => MacvlanMode::Bridge,
+        MacVlanMode::Private => MacvlanMode::Private,
+        MacVlanMode::Vepa => MacvlanMode::Vepa,
+        MacVlanMode::Passthrough => MacvlanMode::Passthru,
+        _ => return None,
+    })
+}
+
+fn link_from(msg: LinkMessage) -> Link {
+    let flags = msg.header.flags;
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        mac: None,
+        mtu: 0,
+        up: flags.contains(LinkFlags::Up),
+        lower_up: flags.contains(LinkFlags::LowerUp),
+        multicast: flags.contains(LinkFlags::Multicast),
+        loopback: flags.contains(LinkFlags::Loopback),
+        macvlan_mode: None,
+        alias: None,
+        parent: None,
+    };
+    for attr in msg.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => link.name = name,
+            LinkAttribute::Address(bytes) => link.mac = Mac::from_slice(&bytes),
+            LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias),
+            LinkAttribute::Link(parent) => link.parent = Some(parent),
+            LinkAttribute::LinkInfo(infos) => {
+                let mut is_macvlan = false;
+                let mut mode = None;
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(InfoKind::MacVlan) => is_macvlan = true,
+                        LinkInfo::Data(InfoData::MacVlan(data)) => {
+                            mode = data.iter().find_map(|d| match d {
+                                InfoMacVlan::Mode(m) => mode_from_kernel(m),
+                                _ => None,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                if is_macvlan {
+                    link.macvlan_mode = Some(mode.unwrap_or(MacvlanMode::Bridge));
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn family_of(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+impl Runtime {
+    /// A current-thread runtime with I/O enabled (netlink sockets need the reactor).
+    pub fn new() -> Result<Runtime, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|source| Error::Io {
+                what: "start the netlink runtime".into(),
+                source,
+            })?;
+        Ok(Runtime { rt })
+    }
+
+    fn open(&self) -> Result<(rtnetlink::proto::Connection<RouteNetlinkMessage>, Handle), NetlinkError> {
+        let _context = self.rt.enter();
+        let (mut conn, handle, _) =
+            rtnetlink::new_connection().map_err(|err| NetlinkError::other(format!("open netlink socket: {err}")))?;
+        let socket = conn.socket_mut().socket_mut();
+        // Best effort: without these the errors are just less descriptive.
+        let _ = socket.set_ext_ack(true);
+        let _ = socket.set_cap_ack(true);
+        Ok((conn, handle))
+    }
+
+    /// A connection in the calling thread's namespace (the node, for a runtime-invoked plugin).
+    pub fn connect(&self) -> Result<Netlink<'_>, Error> {
+        let (conn, handle) = self
+            .open()
+            .map_err(Error::netlink("connect to netlink in the node namespace"))?;
+        self.rt.spawn(conn);
+        Ok(Netlink { rt: &self.rt, handle })
+    }
+
+    /// A connection inside `netns`: the socket is created by a thread in that namespace and stays bound
+    /// to it for its whole life.
+    pub fn connect_in(&self, netns: &Netns) -> Result<Netlink<'_>, Error> {
+        self.connect_in_with(netns, || ()).map(|(netlink, ())| netlink)
+    }
+
+    /// Like [`Runtime::connect_in`], also running `work` on the same short-lived thread inside the
+    /// namespace first: one thread for everything that must happen inside the pod (sysctls).
+    pub fn connect_in_with<T: Send>(
+        &self,
+        netns: &Netns,
+        work: impl FnOnce() -> T + Send,
+    ) -> Result<(Netlink<'_>, T), Error> {
+        let (opened, output) = netns.run(|| {
+            let output = work();
+            (self.open(), output)
+        })?;
+        let (conn, handle) = opened.map_err(Error::netlink(format!("connect to netlink in {}", netns.path())))?;
+        self.rt.spawn(conn);
+        Ok((Netlink { rt: &self.rt, handle }, output))
+    }
+}
+
+impl Netlink<'_> {
+    fn exec(&self, message: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let mut handle = self.handle.clone();
+        self.rt.block_on(async move {
+            let mut request = NetlinkMessage::from(message);
+            request.header.flags = flags | NLM_F_REQUEST;
+            let mut responses = handle
+                .request(request)
+                .map_err(|err| NetlinkError::other(err.to_string()))?;
+            let mut out = Vec::new();
+            while let Some(response) = responses.next().await {
+                match response.payload {
+                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                    NetlinkPayload::Error(err) if err.code.is_some() => return Err(decode_error(err)),
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Looks a link up by name; `None` if there is no such link.
+    pub fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
+        let msg = LinkUnspec::new_with_name(name).build();
+        match self.exec(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => Some(link_from(link)),
+                _ => None,
+            })),
+            Err(err) if err.is(nix::errno::Errno::ENODEV) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every link in the namespace.
+    pub fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let replies = self.exec(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => Some(link_from(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every address in the namespace.
+    pub fn addresses(&self) -> Result<Vec<Address>, NetlinkError> {
+        let replies = self.exec(RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(msg) => {
+                    let ip = msg.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Local(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    let ip = ip.or_else(|| {
+                        msg.attributes.iter().find_map(|a| match a {
+                            AddressAttribute::Address(ip) => Some(*ip),
+                            _ => None,
+                        })
+                    })?;
+                    let net = IpNetwork::new(ip, msg.header.prefix_len).ok()?;
+                    Some(Address {
+                        index: msg.header.index,
+                        net,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every route of `family` (Inet or Inet6) in every table.
+    pub fn routes(&self, v4: bool) -> Result<Vec<RouteEntry>, NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if v4 { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        let replies = self.exec(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(msg) => {
+                    let mut entry = RouteEntry {
+                        dst: IpNetwork::new(
+                            if v4 {
+                                IpAddr::from([0u8; 4])
+                            } else {
+                                IpAddr::from([0u8; 16])
+                            },
+                            msg.header.destination_prefix_length,
+                        )
+                        .ok()?,
+                        gateway: None,
+                        oif: None,
+                        table: u32::from(msg.header.table),
+                        scope: u8::from(msg.header.scope),
+                        priority: None,
+                    };
+                    for attr in &msg.attributes {
+                        match attr {
+                            RouteAttribute::Destination(dst) => {
+                                entry.dst = IpNetwork::new(ip_of(dst)?, msg.header.destination_prefix_length).ok()?;
+                            }
+                            RouteAttribute::Gateway(gw) => entry.gateway = ip_of(gw),
+                            RouteAttribute::Oif(oif) => entry.oif = Some(*oif),
+                            RouteAttribute::Table(table) => entry.table = *table,
+                            RouteAttribute::Priority(p) => entry.priority = Some(*p),
+                            _ => {}
+                        }
+                    }
+                    Some(entry)
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates a macvlan on `master_index` (a link of *this* connection's namespace) directly inside
+    /// `target`, in one RTM_NEWLINK: creating it here and moving it costs 10-40 ms more.
+    pub fn create_macvlan(&self, spec: &MacvlanSpec<'_>, target: &Netns) -> Result<(), NetlinkError> {
+        let mut builder =
+            LinkMacVlan::new(spec.name, spec.master_index, mode_to_kernel(spec.mode)).setns_by_fd(target.raw_fd());
+        if let Some(mtu) = spec.mtu {
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = spec.mac {
+            builder = builder.address(mac.bytes());
+        }
+        if let Some(len) = spec.bc_queue_len {
+            builder = builder.append_info_data(InfoMacVlan::BcQueueLen(len));
+        }
+        self.exec(
+            RouteNetlinkMessage::NewLink(builder.build()),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Renames a link, labels it with `alias` and brings it up, in one request (the kernel applies the
+    /// name before the flags, so a name clash leaves the link down and untouched).
+    pub fn rename_and_up(&self, index: u32, name: &str, alias: &str) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .name(name.to_string())
+            .alias(alias.to_string())
+            .up()
+            .build();
+        self.exec(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Brings a link up.
+    pub fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
+        self.exec(
+            RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).up().build()),
+            NLM_F_ACK,
+        )?;
+        Ok(())
+    }
+
+    /// Sets or clears IFF_MULTICAST.
+    pub fn set_multicast(&self, index: u32, on: bool) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).multicast(on).build();
+        self.exec(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Deletes a link by index.
+    pub fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.exec(RouteNetlinkMessage::DelLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Adds an address. IPv6 addresses get IFA_F_NODAD when `nodad`: roslan's IPAM guarantees
+    /// uniqueness, and waiting out duplicate address detection costs about 1.7 s per ADD.
+    pub fn add_address(&self, index: u32, net: IpNetwork, nodad: bool) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family_of(net.ip());
+        msg.header.prefix_len = net.prefix();
+        msg.header.index = index;
+        match net {
+            IpNetwork::V4(v4) => {
+                msg.attributes.push(AddressAttribute::Local(net.ip()));
+                msg.attributes.push(AddressAttribute::Address(net.ip()));
+                if v4.prefix() < 31 {
+                    msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
+                }
+            }
+            IpNetwork::V6(_) => {
+                msg.attributes.push(AddressAttribute::Address(net.ip()));
+                if nodad {
+                    msg.header.flags = AddressHeaderFlags::Nodad;
+                    msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+            }
+        }
+        self.exec(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Adds a route in the main table. With `append_if_exists`, a route that another interface already
+    /// holds for the same destination is added behind it instead of failing, so it takes over when the
+    /// other interface goes away. Returns whether it had to append.
+    pub fn add_route(&self, spec: &RouteSpec, append_if_exists: bool) -> Result<bool, NetlinkError> {
+        let v4 = spec.dst.is_ipv4();
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if v4 { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        msg.header.destination_prefix_length = spec.dst.prefix();
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = if spec.gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(spec.dst.network())));
+        if let Some(gw) = spec.gateway {
+            msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
+        msg.attributes.push(RouteAttribute::Oif(spec.oif));
+        match self.exec(
+            RouteNetlinkMessage::NewRoute(msg.clone()),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(false),
+            Err(err) if append_if_exists && err.is(nix::errno::Errno::EEXIST) => {
+                self.exec(
+                    RouteNetlinkMessage::NewRoute(msg),
+                    NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND,
+                )?;
+                Ok(true)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The interface of the first default route (IPv4 first, then IPv6), as the reference macvlan
+    /// picks its master when none is configured.
+    pub fn default_route_interface(&self) -> Result<Option<u32>, NetlinkError> {
+        for v4 in [true, false] {
+            let found = self
+                .routes(v4)?
+                .into_iter()
+                .filter(|r| r.dst.prefix() == 0 && r.table == MAIN_TABLE)
+                .find_map(|r| r.oif);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+}
