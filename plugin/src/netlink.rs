@@ -2,7 +2,7 @@
 //!
 //! Requests run on a current-thread tokio runtime. That is not a style choice: a netlink socket lives
 //! in the namespace of the thread that created it, and a multi-thread runtime could resume a task on a
-//! worker in another namespace. Sockets for the pod are created on a thread inside the pod
+//! worker in another namespace. Sockets for the pod are created while the thread is inside the pod
 //! ([`Netns::run`]) and then driven from the main thread.
 //!
 //! Errors keep the errno (callers branch on EEXIST/ENODEV) and the kernel's extended-ack text, which
@@ -315,19 +315,15 @@ impl Runtime {
         Ok(Netlink { rt: &self.rt, handle })
     }
 
-    /// A connection inside `netns`: the socket is created by a thread in that namespace and stays bound
+    /// A connection inside `netns`: the socket is created while the thread is in that namespace and stays bound
     /// to it for its whole life.
     pub fn connect_in(&self, netns: &Netns) -> Result<Netlink<'_>, Error> {
         self.connect_in_with(netns, || ()).map(|(netlink, ())| netlink)
     }
 
-    /// Like [`Runtime::connect_in`], also running `work` on the same short-lived thread inside the
-    /// namespace first: one thread for everything that must happen inside the pod (sysctls).
-    pub fn connect_in_with<T: Send>(
-        &self,
-        netns: &Netns,
-        work: impl FnOnce() -> T + Send,
-    ) -> Result<(Netlink<'_>, T), Error> {
+    /// Like [`Runtime::connect_in`], also running `work` inside the namespace first: one visit for
+    /// everything that must happen inside the pod (sysctls).
+    pub fn connect_in_with<T>(&self, netns: &Netns, work: impl FnOnce() -> T) -> Result<(Netlink<'_>, T), Error> {
         let (opened, output) = netns.run(|| {
             let output = work();
             (self.open(), output)

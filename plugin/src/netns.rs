@@ -1,9 +1,15 @@
 //! Network namespaces: opening CNI_NETNS safely and running code inside it.
 //!
 //! `setns(2)` switches only the calling thread, and a netlink socket or a `/proc/sys/net` file belongs
-//! to the namespace of the thread that opened it. So work that must happen *inside* the pod runs on a
-//! short-lived thread that enters the pod and then ends; the main thread never leaves the namespace
-//! the runtime started us in, and no early return can strand it in the pod.
+//! to the namespace of the thread that opened it. Work that must happen *inside* the pod runs in
+//! [`Netns::run`]: the calling thread enters the pod, runs the closure, and is switched back by a guard
+//! whose `Drop` runs on every exit path (return, `?`, unwinding); if switching back ever fails the
+//! process aborts rather than carry on in the wrong namespace.
+//!
+//! Why not a short-lived thread that enters the pod and dies? It is equally safe but costs 0.1-0.15 ms
+//! per fresh process (stack mapping, clone, join), about a tenth of a whole ADD, against ~5 us for the
+//! two `setns` calls. The plugin is single-threaded (current-thread runtime), so nothing else can
+//! observe the main thread while it is inside the pod.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -85,18 +91,26 @@ impl Netns {
         }
     }
 
-    /// Runs `work` on a new thread inside this namespace and returns its result.
-    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                        .map_err(|errno| Error::env("CNI_NETNS", format!("cannot enter {}: {errno}", self.path)))?;
-                    Ok(work())
-                })
-                .join()
-                .unwrap_or_else(|_| Err(Error::TryAgain("a namespace worker thread panicked".into())))
-        })
+    /// Runs `work` with the calling thread inside this namespace, then switches back.
+    pub fn run<T>(&self, work: impl FnOnce() -> T) -> Result<T, Error> {
+        let home = Netns::current()?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|errno| Error::env("CNI_NETNS", format!("cannot enter {}: {errno}", self.path)))?;
+        let _back = SwitchBack(home);
+        Ok(work())
+    }
+}
+
+/// Returns the thread to its namespace when dropped.
+struct SwitchBack(Netns);
+
+impl Drop for SwitchBack {
+    fn drop(&mut self) {
+        if let Err(errno) = setns(self.0.file.as_fd(), CloneFlags::CLONE_NEWNET) {
+            // Continuing would run node-side code inside the pod; nothing is worth that.
+            eprintln!("roslan: cannot return to the node's network namespace: {errno}");
+            std::process::abort();
+        }
     }
 }
 

@@ -128,7 +128,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     };
     create_link(&runtime, &host, &netns, &attachment, &spec, &master.name)?;
     watch.lap("create");
-    // One thread inside the pod: refuse an existing CNI_IFNAME, set the new link's sysctls before it
+    // One visit inside the pod: refuse an existing CNI_IFNAME, set the new link's sysctls before it
     // comes up, and open the pod's netlink socket.
     let (pod, prepared) =
         match runtime.connect_in_with(&netns, || prepare_in_pod(request, &attachment.temp_name, has_v6)) {
@@ -180,7 +180,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     }
 }
 
-/// Runs on the thread inside the pod, before the pod's netlink socket is opened.
+/// Runs inside the pod, before the pod's netlink socket is opened.
 fn prepare_in_pod(request: &Request, temp: &str, has_v6: bool) -> Result<(), Error> {
     if nix::net::if_::if_nametoindex(request.ifname.as_str()).is_ok() {
         return Err(Error::InterfaceExists {

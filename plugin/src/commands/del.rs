@@ -16,24 +16,28 @@ use crate::cni::Request;
 use crate::config::{IpamConf, NetConf};
 use crate::error::Error;
 use crate::ipam;
+use crate::log::Stopwatch;
 use crate::netlink::Runtime;
 use crate::netns::{self, Netns};
 use crate::{debug, info, warn};
 
 /// Runs DEL.
 pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
+    let mut watch = Stopwatch::default();
     let attachment = Attachment::new(request, conf);
-    remove_links(request, &attachment)?;
+    remove_links(request, &attachment, &mut watch)?;
     if let IpamConf::Builtin(builtin) = &conf.ipam {
         let released = ipam::release(&conf.name, builtin, &attachment.owner)?;
         if !released.is_empty() {
             info!("released {released:?}");
         }
     }
+    watch.lap("ipam");
+    debug!("{}", watch.summary());
     Ok(())
 }
 
-fn remove_links(request: &Request, attachment: &Attachment) -> Result<(), Error> {
+fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatch) -> Result<(), Error> {
     if request.netns.is_empty() || !netns::exists(&request.netns) {
         debug!("namespace {:?} is gone; nothing to remove there", request.netns);
         return Ok(());
@@ -48,6 +52,7 @@ fn remove_links(request: &Request, attachment: &Attachment) -> Result<(), Error>
     };
     let runtime = Runtime::new()?;
     let pod = runtime.connect_in(&netns)?;
+    watch.lap("pod");
     for name in [request.ifname.as_str(), attachment.temp_name.as_str()] {
         let Some(link) = pod
             .link_by_name(name)
@@ -67,6 +72,7 @@ fn remove_links(request: &Request, attachment: &Attachment) -> Result<(), Error>
             Err(err) if err.is(Errno::ENODEV) => {}
             Err(err) => return Err(Error::netlink(format!("delete {name}"))(err)),
         }
+        watch.lap("link");
     }
     Ok(())
 }
