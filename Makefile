@@ -1,0 +1,64 @@
+# roslan: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything a fresh Debian machine lacks is installed here, not in anyone's shell history.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := iproute2 python3 python3-venv containernetworking-plugins procps
+ROOT := $(shell id -u)
+# Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
+# in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
+# macros, which cannot be static, out of the static flags.
+TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+RELEASE_DIR := target/$(TARGET)/release
+ifeq ($(ROOT),0)
+ROOT_FEATURES := --features roslan-tests/root-tests
+endif
+
+.PHONY: all build release test demo bench deps lint clean clean-netns
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --release --target $(TARGET)
+
+## deps: install the OS packages the tests and benchmarks use (as root, only what is missing).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$(ROOT)" != 0 ]; then echo "missing packages:$$missing (run make as root to install them)"; exit 1; fi; \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
+
+## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise.
+test: deps lint clean-netns
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
+	@$(MAKE) --no-print-directory clean-netns
+
+## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins.
+demo: deps release
+	@if [ "$(ROOT)" != 0 ]; then echo "make demo needs root (it creates network namespaces)"; exit 1; fi
+	tests/demo/demo.sh $(RELEASE_DIR)
+
+## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md.
+bench: deps release
+	@if [ "$(ROOT)" != 0 ]; then echo "make bench needs root (it creates network namespaces)"; exit 1; fi
+	$(RELEASE_DIR)/roslan-bench --out docs/benchmarks.md
+
+## clean-netns: remove namespaces left by killed test runs (only ours, only of dead processes).
+clean-netns:
+	@for ns in $$(ip netns list 2>/dev/null | awk '{print $$1}' | grep -E '^(rlt|rl-demo)' || true); do \
+		pid=$${ns#rlt}; pid=$${pid%%x*}; \
+		case "$$ns" in rl-demo*) ip netns del "$$ns";; *) [ -d /proc/$$((16#$$pid)) ] 2>/dev/null || ip netns del "$$ns";; esac; \
+	done
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,221 @@
+//! A throwaway LAN, the way a robot's network looks to roslan:
+//!
+//! ```text
+//!   node netns (the plugin runs here)        LAN host netns
+//!     lan0 (veth, master) 10.77.255.253/16 ---- lan0p 10.77.255.254/16, 224.0.0.0/4 dev lan0p
+//!     default route via 10.77.255.254
+//!   pods: empty netns with lo up; a dual-homed pod also has eth0 (veth into an "overlay" netns
+//!   that carries no multicast) holding its default route, as Calico gives.
+//! ```
+//!
+//! Every namespace, link and file belongs to this `Lan` and is removed when it is dropped.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::netns::{Netns, unique};
+use crate::plugin::{Call, Reply};
+
+/// The LAN subnet every test LAN uses (each LAN lives in its own namespaces, so they never meet).
+pub const SUBNET: &str = "10.77.0.0/16";
+/// The LAN host's address.
+pub const HOST_ADDR: &str = "10.77.255.254";
+/// The node's own address on the master.
+pub const NODE_ADDR: &str = "10.77.255.253";
+/// The master's name inside the node namespace.
+pub const MASTER: &str = "lan0";
+
+/// A pod: a network namespace, optionally with a cluster interface.
+#[derive(Debug)]
+pub struct Pod {
+    /// Its namespace.
+    pub ns: Netns,
+    /// The sandbox ID a runtime would use.
+    pub id: String,
+}
+
+impl Pod {
+    /// CNI_NETNS for this pod.
+    pub fn path(&self) -> String {
+        self.ns.path()
+    }
+}
+
+/// The LAN.
+#[derive(Debug)]
+pub struct Lan {
+    /// Where the plugin runs and the master lives.
+    pub node: Netns,
+    /// A plain host on the LAN.
+    pub host: Netns,
+    /// Where dual-homed pods' eth0 peers live; it forwards nothing.
+    pub overlay: Netns,
+    dir: PathBuf,
+    overlay_count: std::sync::atomic::AtomicU32,
+}
+
+impl Lan {
+    /// Builds the LAN.
+    pub fn new() -> Lan {
+        crate::netns::clean_stale();
+        let node = Netns::new("node");
+        let host = Netns::new("host");
+        let overlay = Netns::new("ovl");
+        node.ip(&[
+            "link",
+            "add",
+            MASTER,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan0p",
+            "netns",
+            host.name(),
+        ]);
+        node.ip(&["addr", "add", &format!("{NODE_ADDR}/16"), "dev", MASTER]);
+        node.ip(&["link", "set", MASTER, "up"]);
+        node.ip(&["route", "add", "default", "via", HOST_ADDR, "dev", MASTER]);
+        host.ip(&["addr", "add", &format!("{HOST_ADDR}/16"), "dev", "lan0p"]);
+        host.ip(&["link", "set", "lan0p", "up"]);
+        host.ip(&["route", "add", "224.0.0.0/4", "dev", "lan0p"]);
+        let dir = std::env::temp_dir().join(format!("roslan-test-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+        Lan {
+            node,
+            host,
+            overlay,
+            dir,
+            overlay_count: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// A private directory for this LAN's files (IPAM data, logs), removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The IPAM data directory used by [`Lan::config`].
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("ipam")
+    }
+
+    /// An empty pod namespace.
+    pub fn pod(&self) -> Pod {
+        let ns = Netns::new("pod");
+        Pod {
+            id: format!("sandbox{}", unique()),
+            ns,
+        }
+    }
+
+    /// A pod whose eth0 holds the default route into an overlay that carries no multicast.
+    pub fn dual_homed_pod(&self) -> Pod {
+        let pod = self.pod();
+        let i = self.overlay_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let peer = format!("ov{i}");
+        pod.ns.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            self.overlay.name(),
+        ]);
+        pod.ns.ip(&["addr", "add", &format!("10.244.{i}.2/24"), "dev", "eth0"]);
+        pod.ns.ip(&["link", "set", "eth0", "up"]);
+        pod.ns.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.244.{i}.1"),
+            "dev",
+            "eth0",
+        ]);
+        self.overlay
+            .ip(&["addr", "add", &format!("10.244.{i}.1/24"), "dev", &peer]);
+        self.overlay.ip(&["link", "set", &peer, "up"]);
+        pod
+    }
+
+    /// A roslan configuration for this LAN: master `lan0`, host-local IPAM in the LAN's directory,
+    /// addresses 10.77.1.10-10.77.1.250.
+    pub fn config(&self, version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": "ros-lan",
+            "type": "roslan",
+            "master": MASTER,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": self.data_dir(),
+                "ranges": [[{"subnet": SUBNET, "rangeStart": "10.77.1.10", "rangeEnd": "10.77.1.250", "gateway": HOST_ADDR}]]
+            }
+        })
+    }
+
+    /// The same network with the reference plugins and the usual multicast workaround: a host-local
+    /// route to 224.0.0.0/4, to which the reference plugins attach the gateway.
+    pub fn reference_config(&self, version: &str) -> Value {
+        let mut conf = self.config(version);
+        conf["type"] = json!("macvlan");
+        conf["ipam"]["routes"] = json!([{"dst": "224.0.0.0/4"}]);
+        conf
+    }
+
+    /// Runs a plugin binary in the node namespace, as a runtime would.
+    pub fn call(&self, call: &Call<'_>) -> Reply {
+        call.run_in(&self.node)
+    }
+
+    /// ADD with roslan, panicking with the plugin's reply if it fails.
+    pub fn add(&self, pod: &Pod, ifname: &str, conf: &Value) -> Value {
+        let reply = self.call(&Call::roslan("ADD", &pod.id, &pod.path(), ifname, conf));
+        assert_eq!(reply.status, 0, "ADD failed: {reply}");
+        reply
+            .json
+            .clone()
+            .unwrap_or_else(|| panic!("ADD printed no JSON: {reply}"))
+    }
+
+    /// DEL with roslan, panicking if it fails.
+    pub fn del(&self, pod: &Pod, ifname: &str, conf: &Value) {
+        let reply = self.call(&Call::roslan("DEL", &pod.id, &pod.path(), ifname, conf));
+        assert_eq!(reply.status, 0, "DEL failed: {reply}");
+    }
+
+    /// Reservation files in the data directory of `network` (not the lock or cursors).
+    pub fn reservations(&self, network: &str) -> Vec<String> {
+        let dir = self.data_dir().join(network);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Default for Lan {
+    fn default() -> Self {
+        Lan::new()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,201 @@
+//! Running a CNI plugin binary exactly as a runtime does: a clean environment with the CNI_*
+//! variables, the network configuration on stdin, the result or error JSON read from stdout.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::netns::Netns;
+
+/// The build directory (`target/debug` or `target/release`) of the running test binary.
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A binary of this workspace, built in the same profile as the tests (`ROSLAN_BIN_DIR` overrides).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ROSLAN_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(build_dir);
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build --workspace`, or `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// The `roslan` plugin under test.
+pub fn roslan_bin() -> PathBuf {
+    workspace_bin("roslan")
+}
+
+/// Where Debian's containernetworking-plugins put the reference binaries.
+pub const REFERENCE_DIR: &str = "/usr/lib/cni";
+
+/// A reference plugin (macvlan, host-local, static...), which `make test` installs.
+pub fn reference_bin(name: &str) -> PathBuf {
+    let path = Path::new(REFERENCE_DIR).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: apt-get install containernetworking-plugins (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// One invocation.
+#[derive(Clone, Debug)]
+pub struct Call<'a> {
+    /// The binary.
+    pub plugin: PathBuf,
+    /// CNI_COMMAND.
+    pub command: &'a str,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_NETNS.
+    pub netns: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_ARGS.
+    pub args: String,
+    /// CNI_PATH.
+    pub cni_path: String,
+    /// Raw stdin (the config serialised, unless overridden).
+    pub stdin: Vec<u8>,
+    /// Extra environment variables.
+    pub env: Vec<(&'a str, String)>,
+    /// Environment variables to leave out entirely.
+    pub unset: Vec<&'a str>,
+}
+
+/// What the plugin did.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Exit status (-1 if killed).
+    pub status: i32,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+    /// stdout parsed as JSON, if it is JSON.
+    pub json: Option<Value>,
+}
+
+impl Reply {
+    /// The CNI error code, if stdout holds an error object.
+    pub fn code(&self) -> Option<u64> {
+        self.json.as_ref().and_then(|j| j.get("code")).and_then(Value::as_u64)
+    }
+
+    /// The error message, if any.
+    pub fn msg(&self) -> String {
+        self.json
+            .as_ref()
+            .and_then(|j| j.get("msg"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit {}; stdout: {}; stderr: {}",
+            self.status,
+            self.stdout.trim(),
+            self.stderr.trim()
+        )
+    }
+}
+
+impl<'a> Call<'a> {
+    /// A call of `plugin` with `conf` on stdin.
+    pub fn new(
+        plugin: PathBuf,
+        command: &'a str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> Call<'a> {
+        Call {
+            plugin,
+            command,
+            container_id: container_id.to_string(),
+            netns: netns.to_string(),
+            ifname: ifname.to_string(),
+            args: String::new(),
+            cni_path: REFERENCE_DIR.to_string(),
+            stdin: serde_json::to_vec(conf).expect("serialise config"),
+            env: Vec::new(),
+            unset: Vec::new(),
+        }
+    }
+
+    /// A call of roslan.
+    pub fn roslan(command: &'a str, container_id: &str, netns: &str, ifname: &str, conf: &Value) -> Call<'a> {
+        Call::new(roslan_bin(), command, container_id, netns, ifname, conf)
+    }
+
+    /// Sets CNI_ARGS.
+    pub fn args(mut self, args: &str) -> Call<'a> {
+        self.args = args.to_string();
+        self
+    }
+
+    /// The command that runs the plugin inside `ns`.
+    pub fn command_in(&self, ns: &Netns) -> Command {
+        let mut cmd = ns.command(self.plugin.to_str().expect("utf-8 path"));
+        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let vars = [
+            ("CNI_COMMAND", self.command.to_string()),
+            ("CNI_CONTAINERID", self.container_id.clone()),
+            ("CNI_NETNS", self.netns.clone()),
+            ("CNI_IFNAME", self.ifname.clone()),
+            ("CNI_ARGS", self.args.clone()),
+            ("CNI_PATH", self.cni_path.clone()),
+        ];
+        for (key, value) in vars {
+            if !self.unset.contains(&key) {
+                cmd.env(key, value);
+            }
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs the plugin inside `ns` and collects its reply.
+    pub fn run_in(&self, ns: &Netns) -> Reply {
+        let mut child = self
+            .command_in(ns)
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {}: {err}", self.plugin.display()));
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&self.stdin);
+        }
+        let out = child.wait_with_output().expect("wait for plugin");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Reply {
+            status: out.status.code().unwrap_or(-1),
+            json: serde_json::from_str(stdout.trim()).ok(),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}

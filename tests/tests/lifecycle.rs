@@ -1,0 +1,281 @@
+//! ADD, CHECK and DEL through the real binary, including every way a DEL must still succeed.
+
+use roslan_tests::lan::{HOST_ADDR, MASTER};
+use roslan_tests::plugin::Call;
+use roslan_tests::{Lan, Pod};
+use serde_json::{Value, json};
+
+fn check(lan: &Lan, pod: &Pod, conf: &Value, prev: &Value) -> roslan_tests::Reply {
+    let mut with_prev = conf.clone();
+    with_prev["prevResult"] = prev.clone();
+    lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &with_prev))
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn add_check_del_round_trip() {
+    let lan = Lan::new();
+    let pod = lan.pod();
+    let conf = lan.config("1.0.0");
+    let result = lan.add(&pod, "net1", &conf);
+    let addr = result["ips"][0]["address"].as_str().unwrap().to_string();
+
+    let link = pod.ns.link("net1").expect("net1 exists");
+    assert_eq!(link["linkinfo"]["info_kind"], "macvlan");
+    assert_eq!(link["linkinfo"]["info_data"]["mode"], "bridge");
+    assert!(link["flags"].as_array().unwrap().contains(&json!("UP")));
+    assert_eq!(pod.ns.addresses("net1"), vec![addr.clone()]);
+    let mroute = pod
+        .ns
+        .routes("-4")
+        .into_iter()
+        .find(|r| r["dst"] == "224.0.0.0/4")
+        .expect("multicast route");
+    assert_eq!(mroute["dev"], "net1");
+    assert!(
+        mroute.get("gateway").is_none(),
+        "multicast route must have no gateway: {mroute}"
+    );
+    assert_eq!(mroute["scope"], "link");
+    assert_eq!(pod.ns.sysctl("net.ipv4.conf.net1.arp_notify"), "1");
+    assert_eq!(
+        lan.reservations("ros-lan"),
+        vec![addr.split('/').next().unwrap().to_string()]
+    );
+
+    let reply = check(&lan, &pod, &conf, &result);
+    assert_eq!(reply.status, 0, "CHECK right after ADD passes: {reply}");
+
+    lan.del(&pod, "net1", &conf);
+    assert!(!pod.ns.has_link("net1"));
+    assert!(lan.reservations("ros-lan").is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn check_names_what_is_broken() {
+    let lan = Lan::new();
+    let pod = lan.pod();
+    let conf = lan.config("0.4.0");
+    let result = lan.add(&pod, "net1", &conf);
+    let addr = result["ips"][0]["address"].as_str().unwrap().to_string();
+
+    pod.ns
+        .ip(&["route", "replace", "224.0.0.0/4", "via", HOST_ADDR, "dev", "net1"]);
+    let reply = check(&lan, &pod, &conf, &result);
+    assert_eq!(reply.code(), Some(107), "{reply}");
+    assert!(reply.msg().contains("has gateway"), "{reply}");
+    pod.ns
+        .ip(&["route", "replace", "224.0.0.0/4", "dev", "net1", "scope", "link"]);
+    assert_eq!(check(&lan, &pod, &conf, &result).status, 0);
+
+    pod.ns.ip(&["addr", "del", &addr, "dev", "net1"]);
+    let reply = check(&lan, &pod, &conf, &result);
+    assert!(reply.msg().contains(&format!("address {addr} is missing")), "{reply}");
+    pod.ns.ip(&["addr", "add", &addr, "dev", "net1"]);
+
+    std::fs::remove_file(lan.data_dir().join("ros-lan").join(addr.split('/').next().unwrap())).unwrap();
+    let reply = check(&lan, &pod, &conf, &result);
+    assert!(reply.msg().contains("no address reservation"), "{reply}");
+
+    pod.ns.ip(&["link", "del", "net1"]);
+    let reply = check(&lan, &pod, &conf, &result);
+    assert!(reply.msg().contains("does not exist"), "{reply}");
+
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.3.1");
+    let reply = check(&lan, &pod, &old, &result);
+    assert_eq!(reply.code(), Some(1), "CHECK needs 0.4.0: {reply}");
+    let reply = lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &conf));
+    assert_eq!(reply.code(), Some(7), "CHECK without prevResult: {reply}");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn repeat_add_is_refused_and_changes_nothing() {
+    let lan = Lan::new();
+    let pod = lan.pod();
+    let conf = lan.config("1.0.0");
+    let first = lan.add(&pod, "net1", &conf);
+    let before = (
+        pod.ns.link("net1").unwrap()["address"].clone(),
+        pod.ns.addresses("net1"),
+        lan.reservations("ros-lan"),
+    );
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &conf));
+    assert_eq!(reply.code(), Some(101), "{reply}");
+    assert!(reply.msg().contains("already exists"), "{reply}");
+    let after = (
+        pod.ns.link("net1").unwrap()["address"].clone(),
+        pod.ns.addresses("net1"),
+        lan.reservations("ros-lan"),
+    );
+    assert_eq!(before, after);
+    assert_eq!(pod.ns.links().len(), 2, "no temporary link left: {:?}", pod.ns.links());
+    assert_eq!(check(&lan, &pod, &conf, &first).status, 0);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn del_succeeds_whatever_is_already_gone() {
+    let lan = Lan::new();
+    let conf = lan.config("1.0.0");
+
+    // Twice.
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &conf);
+    lan.del(&pod, "net1", &conf);
+    lan.del(&pod, "net1", &conf);
+
+    // With the namespace deleted: the reservation is still released.
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &conf);
+    let path = pod.path();
+    let id = pod.id.clone();
+    drop(pod);
+    let reply = lan.call(&Call::roslan("DEL", &id, &path, "net1", &conf));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(lan.reservations("ros-lan").is_empty());
+
+    // With an empty CNI_NETNS.
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &conf);
+    let reply = lan.call(&Call::roslan("DEL", &pod.id, "", "net1", &conf));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(lan.reservations("ros-lan").is_empty());
+    lan.del(&pod, "net1", &conf);
+    assert!(!pod.ns.has_link("net1"));
+
+    // For a container never added, with a namespace path that never existed.
+    let reply = lan.call(&Call::roslan(
+        "DEL",
+        "never-added",
+        "/run/netns/does-not-exist",
+        "net1",
+        &conf,
+    ));
+    assert_eq!(reply.status, 0, "{reply}");
+
+    // With CNI_ARGS no parser likes (Multus' IP=a,b with prefixes) and a cniVersion from the future.
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &conf);
+    let mut future = conf.clone();
+    future["cniVersion"] = json!("7.0.0");
+    let reply =
+        lan.call(&Call::roslan("DEL", &pod.id, &pod.path(), "net1", &future).args("IP=10.77.1.10/16,garbage;junk"));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(!pod.ns.has_link("net1"));
+    assert!(lan.reservations("ros-lan").is_empty());
+
+    // After the master is gone (a pod must not stay Terminating because a NIC was unplugged).
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &conf);
+    lan.node.ip(&["link", "del", MASTER]);
+    let reply = lan.call(&Call::roslan("DEL", &pod.id, &pod.path(), "net1", &conf));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(lan.reservations("ros-lan").is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn del_leaves_links_roslan_did_not_create() {
+    let lan = Lan::new();
+    let pod = lan.pod();
+    pod.ns
+        .ip(&["link", "add", "net1", "type", "veth", "peer", "name", "other"]);
+    let conf = lan.config("1.0.0");
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &conf));
+    assert_eq!(reply.code(), Some(101), "{reply}");
+    // The runtime follows a failed ADD with DEL; that must not take the other plugin's link.
+    lan.del(&pod, "net1", &conf);
+    assert!(pod.ns.has_link("net1"));
+    assert!(lan.reservations("ros-lan").is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn chained_after_another_plugin_keeps_its_result() {
+    let lan = Lan::new();
+    let pod = lan.dual_homed_pod();
+    let mut conf = lan.config("1.0.0");
+    conf["prevResult"] = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "mac": "02:11:22:33:44:55", "sandbox": pod.path()}],
+        "ips": [{"interface": 0, "address": "10.244.1.2/24", "gateway": "10.244.1.1"}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}],
+        "dns": {"nameservers": ["10.152.183.10"]}
+    });
+    let result = lan.add(&pod, "net1", &conf);
+    assert_eq!(result["interfaces"][0]["name"], "eth0");
+    assert_eq!(result["interfaces"][1]["name"], "net1");
+    assert_eq!(result["ips"][0]["address"], "10.244.1.2/24");
+    assert_eq!(result["ips"][1]["interface"], 1);
+    assert_eq!(result["routes"][0]["dst"], "0.0.0.0/0");
+    assert_eq!(result["routes"][1]["dst"], "224.0.0.0/4");
+    assert_eq!(result["dns"]["nameservers"], json!(["10.152.183.10"]));
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn mac_mtu_mode_and_master_choice() {
+    let lan = Lan::new();
+    let mut conf = lan.config("1.0.0");
+    conf["mac"] = json!("02:00:00:00:00:0a");
+    conf["mtu"] = json!(1400);
+    conf["mode"] = json!("private");
+    let pod = lan.pod();
+    let result = lan.add(&pod, "net1", &conf);
+    let link = pod.ns.link("net1").unwrap();
+    assert_eq!(link["address"], "02:00:00:00:00:0a");
+    assert_eq!(result["interfaces"][0]["mac"], "02:00:00:00:00:0a");
+    assert_eq!(link["mtu"], 1400);
+    assert_eq!(link["linkinfo"]["info_data"]["mode"], "private");
+
+    // CNI_ARGS MAC= overrides `mac`; runtimeConfig.mac overrides both.
+    let pod = lan.pod();
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &conf).args("MAC=02:00:00:00:00:0b"));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert_eq!(pod.ns.link("net1").unwrap()["address"], "02:00:00:00:00:0b");
+    let pod = lan.pod();
+    let mut rc = conf.clone();
+    rc["runtimeConfig"] = json!({"mac": "02:00:00:00:00:0c"});
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &rc).args("MAC=02:00:00:00:00:0d"));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert_eq!(pod.ns.link("net1").unwrap()["address"], "02:00:00:00:00:0c");
+
+    // Too large an MTU is a configuration error that names the master's MTU.
+    let mut big = lan.config("1.0.0");
+    big["mtu"] = json!(9000);
+    let pod = lan.pod();
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &big));
+    assert_eq!(reply.code(), Some(7), "{reply}");
+    assert!(reply.msg().contains("1500"), "{reply}");
+
+    // Without `master`, the node's default-route interface is used.
+    let mut auto = lan.config("1.0.0");
+    auto.as_object_mut().unwrap().remove("master");
+    let pod = lan.pod();
+    lan.add(&pod, "net1", &auto);
+    assert!(pod.ns.has_link("net1"));
+}

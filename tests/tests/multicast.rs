@@ -1,0 +1,67 @@
+//! The point of roslan: unpinned multicast from a dual-homed pod leaves through the LAN interface and
+//! reaches sibling pods and LAN hosts, where the reference plugins' usual configuration does not.
+
+use roslan_tests::traffic::exchange;
+use roslan_tests::{Call, Lan, reference_bin};
+
+const GROUP: &str = "239.255.0.1";
+const SPDP_PORT: u16 = 7400;
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn unpinned_multicast_reaches_pods_and_lan_hosts() {
+    let lan = Lan::new();
+    let conf = lan.config("0.3.1");
+    let a = lan.dual_homed_pod();
+    let b = lan.dual_homed_pod();
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+
+    let got = exchange(&a.ns, &[&b.ns, &lan.host], GROUP, SPDP_PORT, 5);
+    assert_eq!(got, vec![5, 5], "pod -> sibling pod and pod -> LAN host");
+    let got = exchange(&lan.host, &[&a.ns, &b.ns], GROUP, SPDP_PORT, 5);
+    assert_eq!(got, vec![5, 5], "LAN host -> both pods");
+    let got = exchange(&b.ns, &[&a.ns], GROUP, SPDP_PORT, 5);
+    assert_eq!(got, vec![5], "and back");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn reference_plugins_send_multicast_to_the_gateway() {
+    // Negative control: the reference macvlan + host-local with the usual `routes: [224.0.0.0/4]`
+    // workaround attach the gateway to the multicast route; frames go to the gateway's MAC only.
+    let lan = Lan::new();
+    let conf = lan.reference_config("0.3.1");
+    let a = lan.dual_homed_pod();
+    let b = lan.dual_homed_pod();
+    for pod in [&a, &b] {
+        let reply = lan.call(&Call::new(
+            reference_bin("macvlan"),
+            "ADD",
+            &pod.id,
+            &pod.path(),
+            "net1",
+            &conf,
+        ));
+        assert_eq!(reply.status, 0, "{reply}");
+    }
+    let route =
+        a.ns.routes("-4")
+            .into_iter()
+            .find(|r| r["dst"] == "224.0.0.0/4")
+            .expect("route");
+    assert_eq!(
+        route["gateway"],
+        roslan_tests::lan::HOST_ADDR,
+        "the reference attaches the gateway"
+    );
+    let got = exchange(&a.ns, &[&b.ns, &lan.host], GROUP, SPDP_PORT, 5);
+    assert_eq!(got[0], 0, "the sibling pod hears nothing");
+    assert_eq!(got[1], 5, "only the gateway's owner does");
+}
