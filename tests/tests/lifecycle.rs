@@ -279,3 +279,40 @@ fn mac_mtu_mode_and_master_choice() {
     lan.add(&pod, "net1", &auto);
     assert!(pod.ns.has_link("net1"));
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn dual_stack_addresses_are_usable_at_once() {
+    let lan = Lan::new();
+    let mut conf = lan.config("1.0.0");
+    conf["ipam"]["ranges"] = json!([
+        [{"subnet": "10.77.0.0/16", "rangeStart": "10.77.1.10", "rangeEnd": "10.77.1.250"}],
+        [{"subnet": "fd00:77::/64", "rangeStart": "fd00:77::10", "rangeEnd": "fd00:77::ff"}]
+    ]);
+    let pod = lan.pod();
+    let result = lan.add(&pod, "net1", &conf);
+    assert_eq!(result["ips"][0]["address"], "10.77.1.10/16");
+    assert_eq!(result["ips"][0]["gateway"], "10.77.0.1");
+    assert_eq!(result["ips"][1]["address"], "fd00:77::10/64");
+    assert_eq!(result["ips"][1]["gateway"], "fd00:77::1");
+    let v6 = pod
+        .ns
+        .ip_json(&["-6", "addr", "show", "dev", "net1", "scope", "global"]);
+    let info = &v6[0]["addr_info"][0];
+    assert_eq!(info["local"], "fd00:77::10");
+    assert!(
+        info.get("tentative").is_none(),
+        "no duplicate address detection wait: {info}"
+    );
+    assert_eq!(info["nodad"], true, "{info}");
+    let mut prev = conf.clone();
+    prev["prevResult"] = result.clone();
+    let reply = lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &prev));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert_eq!(lan.reservations("ros-lan"), vec!["10.77.1.10", "fd00:77::10"]);
+    lan.del(&pod, "net1", &conf);
+    assert!(lan.reservations("ros-lan").is_empty());
+}
