@@ -1,10 +1,16 @@
-//! The `roslan` CNI plugin binary; all logic lives in the library.
+//! The `roslan` binary: the CNI plugin when run without arguments (as runtimes run it), a tool with
+//! one (`roslan validate`, ...). All logic lives in the library.
 
 fn main() {
-    let code = roslan::run(
-        |name| std::env::var(name).ok(),
-        std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-    );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = if args.is_empty() {
+        roslan::run(
+            |name| std::env::var(name).ok(),
+            std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )
+    } else {
+        roslan::cli::run(&args)
+    };
     std::process::exit(code);
 }

@@ -198,3 +198,32 @@ fn unknown_keys_are_logged_with_a_suggestion_not_fatal() {
     assert!(reply.stderr.contains("isDefaultgateway"), "{reply}");
     assert!(!reply.stdout.contains("mastr"), "warnings never go to stdout");
 }
+
+#[test]
+fn validate_reports_every_problem_without_a_pod() {
+    use std::io::Write;
+    let run = |conf: &str| {
+        let mut child = std::process::Command::new(roslan_bin())
+            .arg("validate")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(conf.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = run(
+        r#"{"cniVersion":"0.3.1","name":"x","type":"roslan","mtu":"big","mastr":"eth0",
+        "ipam":{"type":"host-local","subnet":"10.0.0.5/24"}}"#,
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("\"mtu\""), "{text}");
+    assert!(text.contains("host bits set"), "{text}");
+    assert!(text.contains("did you mean \"master\""), "{text}");
+    let (code, text) =
+        run(r#"{"cniVersion":"0.3.1","name":"x","type":"roslan","ipam":{"type":"host-local","subnet":"10.0.0.0/24"}}"#);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, _) = run("not json");
+    assert_eq!(code, Some(1));
+}

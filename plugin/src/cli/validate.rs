@@ -1,0 +1,40 @@
+//! `roslan validate`: the configuration check ADD does, without a pod, for CI pipelines and for
+//! NetworkAttachmentDefinitions before they are applied. Reports every problem and every ignored key.
+
+use std::io::Read;
+
+use crate::config::NetConf;
+
+/// Validates the configuration in `args[0]` (a file) or on stdin. Exit code 0 when ADD would accept it,
+/// 1 when it has problems, 2 when it cannot be read.
+pub fn run(args: &[String]) -> i32 {
+    let mut text = Vec::new();
+    let read = match args.first() {
+        Some(path) => std::fs::read(path).map(|data| text = data),
+        None => std::io::stdin().read_to_end(&mut text).map(|_| ()),
+    };
+    if let Err(err) = read {
+        eprintln!("roslan validate: cannot read the configuration: {err}");
+        return 2;
+    }
+    let (conf, problems) = match NetConf::decode(&text).and_then(|value| NetConf::parse(&value)) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            println!("error: {err} (CNI code {})", err.code());
+            return 1;
+        }
+    };
+    for warning in &conf.warnings {
+        println!("warning: {warning}");
+    }
+    for problem in &problems {
+        println!("error: {problem}");
+    }
+    if problems.is_empty() {
+        println!("ok: network {:?}, cniVersion {}", conf.name, conf.version);
+        0
+    } else {
+        println!("{} problem(s)", problems.len());
+        1
+    }
+}
