@@ -14,7 +14,10 @@ ifeq ($(ROOT),0)
 ROOT_FEATURES := --features roslan-tests/root-tests
 endif
 
-.PHONY: all build release test demo bench deps lint clean clean-netns
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: all build release test demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -33,12 +36,19 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+## venv: Python packages the tests use (manifest validation, DDS peers, CRI client, charts), pinned.
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
 
 ## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise.
-test: deps lint clean-netns
+test: deps venv lint clean-netns
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
 	@$(MAKE) --no-print-directory clean-netns

@@ -126,15 +126,32 @@ fn reserve_next(
     owner: &Owner,
 ) -> Result<Allocation, IpamError> {
     let cursor = store.last_reserved(index);
+    let found = |ip: IpAddr| {
+        let range = set.range_for(ip).unwrap_or(&set.0[0]);
+        Allocation {
+            ip,
+            prefix: range.subnet.prefix(),
+            gateway: range.gateway,
+            set_index: index,
+        }
+    };
+    // The index knows the first free address without trying each taken one in turn.
+    match store.next_free(set, cursor)? {
+        Some(Some(ip)) => {
+            if store.reserve(ip, owner, index)? {
+                return Ok(found(ip));
+            }
+            store.index_was_wrong(ip);
+        }
+        Some(None) => {
+            // Full, says the index. Check the hard way once, then believe it.
+            store.index_was_wrong(cursor.unwrap_or(set.0[0].range_start));
+        }
+        None => {}
+    }
     for candidate in set.iter_from(cursor) {
         if store.reserve(candidate.ip, owner, index)? {
-            let range = candidate.range;
-            return Ok(Allocation {
-                ip: candidate.ip,
-                prefix: range.subnet.prefix(),
-                gateway: range.gateway,
-                set_index: index,
-            });
+            return Ok(found(candidate.ip));
         }
     }
     Err(IpamError::Exhausted {

@@ -11,6 +11,9 @@ mod error;
 pub mod range;
 pub mod store;
 
+#[cfg(test)]
+mod proptests;
+
 pub use allocator::{Allocation, allocate, check_disjoint};
 pub use error::IpamError;
 pub use range::{Range, RangeSet, RangeSpec};
