@@ -6,13 +6,14 @@
 //!
 //! - [`cni`]: the protocol (environment, CNI_ARGS, versions, results);
 //! - [`config`]: the network configuration on stdin, every problem reported at once;
-//! - [`commands`]: ADD, DEL, CHECK, VERSION;
+//! - [`commands`]: ADD, DEL, CHECK, STATUS, GC, VERSION;
 //! - [`netlink`]: the one facade over rtnetlink; [`netns`]: entering the pod safely; [`sysctl`];
 //! - [`ipam`]: the built-in allocator ([`roslan_ipam_core`] does the pure work);
 //! - [`error`]: the error type and the single mapping to CNI error codes; [`log`].
 //!
 //! [`run`] is the whole plugin: the `roslan` binary only forwards its exit code.
 
+pub mod arp;
 pub mod cli;
 pub mod cni;
 pub mod commands;
@@ -42,9 +43,23 @@ pub fn banner() -> String {
     )
 }
 
-/// Runs one CNI invocation: reads the environment and stdin, writes the result or error JSON to
-/// `stdout`, and returns the process exit code.
+/// Which binary is answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `roslan`, the main plugin.
+    Plugin,
+    /// `roslan-ipam`, the IPAM plugin for other main plugins.
+    Ipam,
+}
+
+/// Runs one CNI invocation of the `roslan` plugin: reads the environment and stdin, writes the result
+/// or error JSON to `stdout`, and returns the process exit code.
 pub fn run(env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
+    run_as(Role::Plugin, env, stdin, stdout)
+}
+
+/// Runs one CNI invocation in the given role.
+pub fn run_as(role: Role, env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
     let request = match Request::read(env, stdin) {
         Ok(Some(request)) => request,
         Ok(None) => {
@@ -54,7 +69,11 @@ pub fn run(env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut 
         Err(err) => return fail(stdout, &err, None),
     };
     let mut version = None;
-    match dispatch(&request, &mut version) {
+    let outcome = match role {
+        Role::Plugin => dispatch(&request, &mut version),
+        Role::Ipam => dispatch_ipam(&request, &mut version),
+    };
+    match outcome {
         Ok(Some(output)) => {
             let _ = writeln!(stdout, "{output}");
             0
@@ -116,14 +135,49 @@ fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<V
             )?;
             commands::del::del(request, &conf).map(|()| None)
         }
-        Command::Status | Command::Gc => Err(Error::IncompatibleVersion {
-            detail: format!(
-                "{} needs cniVersion 1.1.0, which this roslan does not implement yet",
-                request.command.as_str()
-            ),
-        }),
+        Command::Status => {
+            fatal(problems)?;
+            commands::status::status(request, &conf).map(|()| None)
+        }
+        Command::Gc => {
+            // Like DEL, GC must work with whatever configuration created the reservations.
+            fatal(
+                problems
+                    .into_iter()
+                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
+                    .collect(),
+            )?;
+            commands::gc::gc(request, &conf, &value).map(|()| None)
+        }
         Command::Version => unreachable!("handled above"),
     }
+}
+
+fn dispatch_ipam(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
+    if request.command == Command::Version {
+        return Ok(Some(commands::version::version(&request.stdin)));
+    }
+    let mut value = NetConf::decode(&request.stdin)?;
+    *version = NetConf::version_of(&value);
+    if request.command == Command::Del && version.is_none() {
+        value["cniVersion"] = Value::from(Version::latest().as_str());
+    }
+    let (conf, output) = ipam::standalone::dispatch(request, &value)?;
+    log::configure(
+        conf.log_level,
+        conf.log_file.as_deref(),
+        format!(
+            "ipam {} {} {} {}: ",
+            request.command.as_str(),
+            conf.name,
+            request.container_id,
+            request.ifname
+        ),
+    );
+    for line in &conf.warnings {
+        warn!("{line}");
+    }
+    Ok(output)
 }
 
 fn fatal(problems: Vec<error::ConfigProblem>) -> Result<(), Error> {

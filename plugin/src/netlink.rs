@@ -148,6 +148,10 @@ pub struct Address {
     pub index: u32,
     /// Address and prefix.
     pub net: IpNetwork,
+    /// IFA_F_TENTATIVE: duplicate address detection still running.
+    pub tentative: bool,
+    /// IFA_F_DADFAILED: another host holds it.
+    pub dad_failed: bool,
 }
 
 /// A route from a dump.
@@ -398,9 +402,19 @@ impl Netlink<'_> {
                         })
                     })?;
                     let net = IpNetwork::new(ip, msg.header.prefix_len).ok()?;
+                    let flags = msg
+                        .attributes
+                        .iter()
+                        .find_map(|a| match a {
+                            AddressAttribute::Flags(f) => Some(*f),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| AddressFlags::from_bits_truncate(u32::from(msg.header.flags.bits())));
                     Some(Address {
                         index: msg.header.index,
                         net,
+                        tentative: flags.contains(AddressFlags::Tentative),
+                        dad_failed: flags.contains(AddressFlags::Dadfailed),
                     })
                 }
                 _ => None,
@@ -536,6 +550,18 @@ impl Netlink<'_> {
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
+        Ok(())
+    }
+
+    /// Removes an address from a link.
+    pub fn delete_address(&self, index: u32, net: IpNetwork) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family_of(net.ip());
+        msg.header.prefix_len = net.prefix();
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(net.ip()));
+        msg.attributes.push(AddressAttribute::Address(net.ip()));
+        self.exec(RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK)?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use roslan_tests::plugin::Call;
 use roslan_tests::{Lan, roslan_bin};
 use serde_json::{Value, json};
 
-const ALL_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+const ALL_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 #[test]
 #[cfg_attr(
@@ -40,12 +40,21 @@ fn result_shape_follows_requested_version() {
             if *version < "1.0.0" {
                 assert_eq!(ip["version"], "4");
             }
-            assert_eq!(
-                result["routes"],
-                json!([{"dst": "224.0.0.0/4"}]),
-                "no gateway on the multicast route: {result}"
-            );
-            assert!(iface.get("mtu").is_none(), "mtu is a 1.1.0 field");
+            if *version == "1.1.0" {
+                assert_eq!(
+                    result["routes"],
+                    json!([{"dst": "224.0.0.0/4", "scope": 253}]),
+                    "{result}"
+                );
+                assert_eq!(iface["mtu"], 1500, "{result}");
+            } else {
+                assert_eq!(
+                    result["routes"],
+                    json!([{"dst": "224.0.0.0/4"}]),
+                    "no gateway: {result}"
+                );
+                assert!(iface.get("mtu").is_none(), "mtu is a 1.1.0 field");
+            }
         }
         assert_eq!(result["dns"], json!({}));
         lan.del(&pod, "net1", &conf);
@@ -90,7 +99,7 @@ fn version_lists_supported_versions() {
         assert!(out.status.success());
         let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(reply["supportedVersions"], json!(ALL_VERSIONS));
-        let expected = if asked == "9.9.9" { "1.0.0" } else { asked };
+        let expected = if asked == "9.9.9" { "1.1.0" } else { asked };
         assert_eq!(reply["cniVersion"], expected);
     }
 }

@@ -29,6 +29,7 @@ pub const SUPPORTED: &[Version] = &[
     Version::V0_3_1,
     Version::V0_4_0,
     Version::V1_0_0,
+    Version::V1_1_0,
 ];
 
 impl Version {

@@ -3,13 +3,16 @@
 //!
 //! Order, and why:
 //! 1. everything that can be refused without side effects is checked first (config, CNI_ARGS, the
-//!    namespace, the master, an existing CNI_IFNAME);
+//!    namespace, the master);
 //! 2. the macvlan is created directly in the pod under a temporary name derived from the attachment,
-//!    so a later DEL can find it even if this process dies before the rename;
-//! 3. the address is reserved, per-interface sysctls are set (before the link is up, so `arp_notify`
-//!    announces the address and no router solicitation starts), addresses are added (IPv6 without
-//!    DAD), then one request renames the link, labels it and brings it up;
-//! 4. routes go last because the kernel refuses routes through a down link; multicast routes never
+//!    so a later DEL can find it even if this process dies before the rename; one visit inside the pod
+//!    refuses an existing CNI_IFNAME and opens the pod's netlink socket;
+//! 3. addresses are reserved (in-process, or by the delegate IPAM), then the per-interface sysctls are
+//!    set before the link is up (`arp_notify` announces the address when it comes up);
+//! 4. addresses are added (IPv6 without DAD unless `ipam.dad`), then one request renames the link,
+//!    labels it and brings it up. With `ipam.probe` the link comes up first, each IPv4 address is
+//!    ARP-probed on the LAN, and an address someone answers for is recorded as foreign and replaced;
+//! 5. routes go last because the kernel refuses routes through a down link; multicast routes never
 //!    carry a gateway, because with one the kernel sends multicast to the gateway's MAC and sibling
 //!    pods hear nothing.
 //!
@@ -17,6 +20,7 @@
 //! retry starts from a clean pod.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use nix::errno::Errno;
 
@@ -24,20 +28,26 @@ use super::{Attachment, resolve_master};
 use crate::cni::{CniArgs, CniResult, Interface, IpConfig, Request, Route};
 use crate::config::{IpamConf, NetConf, is_multicast_prefix};
 use crate::error::Error;
-use crate::ipam;
+use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
 use crate::mac::Mac;
-use crate::netlink::{MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
+use crate::netlink::{Link, MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
 use crate::netns::Netns;
 use crate::sysctl::{self, Key};
-use crate::{debug, info, warn};
+use crate::{arp, debug, info, warn};
+
+/// How long ADD waits for IPv6 duplicate address detection when `ipam.dad` asks for it.
+const DAD_WAIT: Duration = Duration::from_secs(5);
+/// How many conflicting addresses ADD replaces before giving up.
+const MAX_CONFLICTS: usize = 8;
 
 /// What has been done so far, so that a failure can undo exactly that.
 struct Undo<'a> {
     link: Option<u32>,
-    reserved: Vec<IpAddr>,
-    attachment: &'a Attachment,
+    assigned: Option<Assigned>,
+    request: &'a Request,
     conf: &'a NetConf,
+    attachment: &'a Attachment,
 }
 
 impl Undo<'_> {
@@ -47,10 +57,8 @@ impl Undo<'_> {
         {
             warn!("rollback: could not delete link {index}: {err}");
         }
-        if let (IpamConf::Builtin(builtin), false) = (&self.conf.ipam, self.reserved.is_empty())
-            && let Err(err) = ipam::release_exact(&self.conf.name, builtin, &self.attachment.owner, &self.reserved)
-        {
-            warn!("rollback: could not release {:?}: {err}", self.reserved);
+        if let Some(assigned) = &self.assigned {
+            ipam::rollback(self.request, self.conf, &self.attachment.owner, assigned);
         }
     }
 }
@@ -71,13 +79,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     let mac = conf.mac_override.or(cni_args_mac).or(conf.mac);
     let mut requested = args.ips.clone();
     requested.extend(conf.requested_ips.iter().copied());
-    if let IpamConf::Delegate { plugin } = &conf.ipam {
-        return Err(Error::UnsupportedField {
-            key: "ipam.type".into(),
-            why: format!("{plugin:?} is not served by this roslan; use \"host-local\" or \"roslan-ipam\""),
-        });
-    }
-    if !requested.is_empty() && !matches!(conf.ipam, IpamConf::Builtin(_)) {
+    if !requested.is_empty() && matches!(conf.ipam, IpamConf::None) {
         return Err(Error::config(
             "ipam",
             "addresses were requested (IP=, args.cni.ips or runtimeConfig.ips) but there is no IPAM to honour them",
@@ -97,7 +99,6 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     watch.lap("checks");
     let runtime = Runtime::new()?;
     let host = runtime.connect()?;
-    watch.lap("host-socket");
     let master = resolve_master(&host, &conf.master)?;
     watch.lap("master");
     if let Some(mtu) = conf.mtu.filter(|mtu| *mtu > master.mtu) {
@@ -111,13 +112,13 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     }
     if !master.up || !master.lower_up {
         warn!(
-            "master {} is {}; the pod will get an address but no traffic until it is up with carrier",
+            "master {} is {}; the pod gets an address but no traffic until the master is up with carrier",
             master.name,
             if master.up { "without carrier" } else { "down" }
         );
     }
+
     let attachment = Attachment::new(request, conf);
-    let has_v6 = matches!(&conf.ipam, IpamConf::Builtin(b) if b.sets.iter().any(|s| !s.is_ipv4()));
     let spec = MacvlanSpec {
         name: &attachment.temp_name,
         master_index: master.index,
@@ -128,29 +129,37 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     };
     create_link(&runtime, &host, &netns, &attachment, &spec, &master.name)?;
     watch.lap("create");
-    // One visit inside the pod: refuse an existing CNI_IFNAME, set the new link's sysctls before it
-    // comes up, and open the pod's netlink socket.
-    let (pod, prepared) =
-        match runtime.connect_in_with(&netns, || prepare_in_pod(request, &attachment.temp_name, has_v6)) {
-            Ok(connected) => connected,
-            Err(err) => {
-                if let Ok(pod) = runtime.connect_in(&netns)
-                    && let Ok(Some(link)) = pod.link_by_name(&attachment.temp_name)
-                {
-                    let _ = pod.delete_link(link.index);
-                }
-                return Err(err);
+    let (pod, free) = match runtime.connect_in_with(&netns, || ifname_is_free(request)) {
+        Ok(connected) => connected,
+        Err(err) => {
+            if let Ok(pod) = runtime.connect_in(&netns)
+                && let Ok(Some(link)) = pod.link_by_name(&attachment.temp_name)
+            {
+                let _ = pod.delete_link(link.index);
             }
-        };
+            return Err(err);
+        }
+    };
     watch.lap("pod");
     let mut undo = Undo {
         link: None,
-        reserved: Vec::new(),
-        attachment: &attachment,
+        assigned: None,
+        request,
         conf,
+        attachment: &attachment,
     };
-    let outcome =
-        prepared.and_then(|()| configure(&pod, request, conf, &attachment, &requested, &mut undo, &mut watch));
+    let outcome = free.and_then(|()| {
+        configure(
+            &pod,
+            &netns,
+            request,
+            conf,
+            &attachment,
+            &requested,
+            &mut undo,
+            &mut watch,
+        )
+    });
     match outcome {
         Ok(result) => {
             let addresses: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
@@ -180,18 +189,26 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     }
 }
 
-/// Runs inside the pod, before the pod's netlink socket is opened.
-fn prepare_in_pod(request: &Request, temp: &str, has_v6: bool) -> Result<(), Error> {
+/// Inside the pod: CNI_IFNAME must not exist (a name clash changes nothing).
+fn ifname_is_free(request: &Request) -> Result<(), Error> {
     if nix::net::if_::if_nametoindex(request.ifname.as_str()).is_ok() {
         return Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
             netns: request.netns.clone(),
         });
     }
+    Ok(())
+}
+
+/// Inside the pod, before the link comes up: the interface's sysctls.
+fn set_interface_sysctls(temp: &str, has_v6: bool, dad: bool) -> Result<(), Error> {
     sysctl::write(&Key::interface("ipv4", temp, "arp_notify"), "1")?;
     if has_v6 {
         sysctl::write(&Key::interface("ipv6", temp, "disable_ipv6"), "0")?;
         sysctl::write(&Key::interface("ipv6", temp, "ndisc_notify"), "1")?;
+        if dad {
+            sysctl::write(&Key::interface("ipv6", temp, "accept_dad"), "1")?;
+        }
     }
     Ok(())
 }
@@ -206,7 +223,6 @@ fn create_link(
     spec: &MacvlanSpec<'_>,
     master_name: &str,
 ) -> Result<(), Error> {
-    let mac = spec.mac;
     let create = || host.create_macvlan(spec, netns);
     match create() {
         Ok(()) => Ok(()),
@@ -228,19 +244,21 @@ fn create_link(
                 ))(err)),
             }
         }
-        Err(err) if err.is(Errno::EADDRNOTAVAIL) && mac.is_some() => Err(Error::config(
+        Err(err) if err.is(Errno::EADDRNOTAVAIL) && spec.mac.is_some() => Err(Error::config(
             "mac",
             format!(
                 "the kernel refused MAC {} ({err}); use a unicast address not used by another macvlan on {master_name}",
-                mac.map(|m| m.to_string()).unwrap_or_default()
+                spec.mac.map(|m| m.to_string()).unwrap_or_default()
             ),
         )),
         Err(err) => Err(Error::netlink(format!("create macvlan on {master_name}"))(err)),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn configure(
     pod: &Netlink<'_>,
+    netns: &Netns,
     request: &Request,
     conf: &NetConf,
     attachment: &Attachment,
@@ -260,51 +278,237 @@ fn configure(
     undo.link = Some(link.index);
     watch.lap("read-link");
 
-    let assigned = match &conf.ipam {
-        IpamConf::Builtin(builtin) => {
-            let assigned = ipam::add(&conf.name, builtin, &attachment.owner, requested)?;
-            undo.reserved = assigned.ips.iter().map(|ip| ip.address.ip()).collect();
-            assigned
-        }
-        IpamConf::None | IpamConf::Delegate { .. } => ipam::Assigned::default(),
-    };
+    let assigned = ipam::add(request, conf, &attachment.owner, requested)?;
+    undo.assigned = Some(assigned.clone());
     watch.lap("ipam");
 
-    for ip in &assigned.ips {
-        pod.add_address(link.index, ip.address, true)
+    let builtin = match &conf.ipam {
+        IpamConf::Builtin(builtin) => Some(builtin),
+        _ => None,
+    };
+    let probe = builtin.and_then(|b| b.probe_timeout_ms).map(Duration::from_millis);
+    let dad = builtin.is_some_and(|b| b.dad);
+    let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
+    let temp = attachment.temp_name.clone();
+    netns.run(|| set_interface_sysctls(&temp, has_v6, dad))??;
+    watch.lap("sysctl");
+
+    let mut ips = assigned.ips.clone();
+    if let Some(timeout) = probe {
+        // The link must be up to probe, and must not hold the address it is probing.
+        rename_and_up(pod, request, attachment, &link)?;
+        ips = probe_and_replace(netns, conf, attachment, &link, ips, timeout, undo)?;
+        add_addresses(pod, request, &link, &ips, dad)?;
+        let v4: Vec<IpAddr> = ips.iter().map(|ip| ip.address.ip()).filter(IpAddr::is_ipv4).collect();
+        if let (Some(mac), false) = (link.mac, v4.is_empty()) {
+            // arp_notify announced nothing: the link came up before it had an address.
+            netns
+                .run(|| arp::announce(link.index, mac, &v4))?
+                .map_err(|source| Error::Io {
+                    what: "send gratuitous ARP".into(),
+                    source,
+                })?;
+        }
+    } else {
+        add_addresses(pod, request, &link, &ips, dad)?;
+        rename_and_up(pod, request, attachment, &link)?;
+    }
+    watch.lap("addr+up");
+    if dad && has_v6 {
+        wait_for_dad(pod, request, conf, attachment, &link, &mut ips, undo)?;
+        watch.lap("dad");
+    }
+
+    let routes = add_routes(pod, request, conf, &link, &ips, &assigned.routes)?;
+    watch.lap("routes");
+
+    let mut result = conf.prev_result.clone().unwrap_or_default();
+    let index = result.interfaces.len();
+    result.interfaces.push(Interface {
+        name: request.ifname.clone(),
+        mac: link.mac.map(|m| m.to_string()),
+        mtu: Some(link.mtu),
+        sandbox: Some(request.netns.clone()),
+    });
+    result.ips.extend(ips.into_iter().map(|ip| IpConfig {
+        interface: Some(index),
+        ..ip
+    }));
+    result.routes.extend(routes);
+    if conf.dns.is_empty() {
+        result.dns.merge(&assigned.dns);
+    } else {
+        result.dns.merge(&conf.dns);
+    }
+    Ok(result)
+}
+
+fn add_addresses(pod: &Netlink<'_>, request: &Request, link: &Link, ips: &[IpConfig], dad: bool) -> Result<(), Error> {
+    for ip in ips {
+        pod.add_address(link.index, ip.address, !dad)
             .map_err(Error::netlink(format!(
                 "add address {} to {}",
                 ip.address, request.ifname
             )))?;
     }
+    Ok(())
+}
+
+fn rename_and_up(pod: &Netlink<'_>, request: &Request, attachment: &Attachment, link: &Link) -> Result<(), Error> {
     match pod.rename_and_up(link.index, &request.ifname, &attachment.alias) {
-        Ok(()) => {}
-        Err(err) if err.is(Errno::EEXIST) => {
-            return Err(Error::InterfaceExists {
-                ifname: request.ifname.clone(),
-                netns: request.netns.clone(),
-            });
-        }
-        Err(err) => {
-            return Err(Error::netlink(format!(
-                "rename {} to {} and set it up",
-                attachment.temp_name, request.ifname
-            ))(err));
+        Ok(()) => Ok(()),
+        Err(err) if err.is(Errno::EEXIST) => Err(Error::InterfaceExists {
+            ifname: request.ifname.clone(),
+            netns: request.netns.clone(),
+        }),
+        Err(err) => Err(Error::netlink(format!(
+            "rename {} to {} and set it up",
+            attachment.temp_name, request.ifname
+        ))(err)),
+    }
+}
+
+/// ARP-probes every IPv4 address (RFC 5227: sender address 0.0.0.0); an address another host answers
+/// for is recorded as foreign in the store and replaced by the next free one, which is probed in turn.
+fn probe_and_replace(
+    netns: &Netns,
+    conf: &NetConf,
+    attachment: &Attachment,
+    link: &Link,
+    mut ips: Vec<IpConfig>,
+    timeout: Duration,
+    undo: &mut Undo<'_>,
+) -> Result<Vec<IpConfig>, Error> {
+    let (IpamConf::Builtin(builtin), Some(mac)) = (&conf.ipam, link.mac) else {
+        return Ok(ips);
+    };
+    for slot in 0..ips.len() {
+        let mut conflicts = 0;
+        while let IpAddr::V4(candidate) = ips[slot].address.ip() {
+            let answer = netns
+                .run(|| arp::probe(link.index, mac, candidate, timeout))?
+                .map_err(|source| Error::Io {
+                    what: format!("ARP-probe {candidate}"),
+                    source,
+                })?;
+            let Some(holder) = answer else { break };
+            conflicts += 1;
+            warn!("{candidate} is in use on the LAN by {holder}; recording it as foreign and taking another address");
+            if conflicts > MAX_CONFLICTS {
+                return Err(Error::TryAgain(format!(
+                    "{conflicts} addresses in a row answered ARP probes; the range overlaps hosts roslan does not manage"
+                )));
+            }
+            let replacement = ipam::builtin::replace(
+                &conf.name,
+                builtin,
+                &attachment.owner,
+                ips[slot].address.ip(),
+                &holder.to_string(),
+            )?;
+            ips[slot] = replacement;
+            if let Some(assigned) = undo.assigned.as_mut() {
+                assigned.ips.clone_from(&ips);
+            }
         }
     }
-    watch.lap("addr+up");
+    Ok(ips)
+}
 
+/// With `ipam.dad`, waits until the kernel's duplicate address detection has finished for every IPv6
+/// address. An address another host defends is recorded as foreign and replaced, as with the ARP probe.
+#[allow(clippy::too_many_arguments)]
+fn wait_for_dad(
+    pod: &Netlink<'_>,
+    request: &Request,
+    conf: &NetConf,
+    attachment: &Attachment,
+    link: &Link,
+    ips: &mut [IpConfig],
+    undo: &mut Undo<'_>,
+) -> Result<(), Error> {
+    let mut deadline = std::time::Instant::now() + DAD_WAIT;
+    let mut conflicts = 0;
+    loop {
+        let state = pod.addresses().map_err(Error::netlink("read addresses during DAD"))?;
+        let mut pending = false;
+        for slot in 0..ips.len() {
+            let net = ips[slot].address;
+            if net.is_ipv4() {
+                continue;
+            }
+            let Some(address) = state.iter().find(|a| a.index == link.index && a.net == net) else {
+                pending = true;
+                continue;
+            };
+            if !address.dad_failed {
+                pending |= address.tentative;
+                continue;
+            }
+            let IpamConf::Builtin(builtin) = &conf.ipam else {
+                return Err(Error::Ipam(roslan_ipam_core::IpamError::RequestedUnavailable {
+                    ip: net.ip(),
+                    set: "(IPv6 duplicate address detection)".into(),
+                    holder: "a host on the LAN that roslan does not manage".into(),
+                }));
+            };
+            conflicts += 1;
+            if conflicts > MAX_CONFLICTS {
+                return Err(Error::TryAgain(format!(
+                    "{conflicts} IPv6 addresses in a row failed duplicate address detection; the range overlaps hosts roslan does not manage"
+                )));
+            }
+            warn!(
+                "{} failed duplicate address detection on the LAN; recording it as foreign and taking another address",
+                net.ip()
+            );
+            let _ = pod.delete_address(link.index, net);
+            let replacement = ipam::builtin::replace(&conf.name, builtin, &attachment.owner, net.ip(), "ipv6-dad")?;
+            pod.add_address(link.index, replacement.address, false)
+                .map_err(Error::netlink(format!(
+                    "add address {} to {}",
+                    replacement.address, request.ifname
+                )))?;
+            ips[slot] = replacement;
+            if let Some(assigned) = undo.assigned.as_mut() {
+                assigned.ips = ips.to_vec();
+            }
+            deadline = std::time::Instant::now() + DAD_WAIT;
+            pending = true;
+        }
+        if !pending {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::TryAgain(format!(
+                "IPv6 duplicate address detection on {} did not finish within {}s",
+                request.ifname,
+                DAD_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// IPAM routes (with the range's gateway when they name none, except multicast destinations), then
+/// the multicast routes, `dev <ifname> scope link`.
+fn add_routes(
+    pod: &Netlink<'_>,
+    request: &Request,
+    conf: &NetConf,
+    link: &Link,
+    ips: &[IpConfig],
+    ipam_routes: &[Route],
+) -> Result<Vec<Route>, Error> {
     let mut routes = Vec::new();
     let gateway_for = |v4: bool| {
-        assigned
-            .ips
-            .iter()
+        ips.iter()
             .find(|ip| ip.address.is_ipv4() == v4)
             .and_then(|ip| ip.gateway)
     };
-    for route in &assigned.routes {
-        // A multicast destination never gets the range's gateway (see the module comment).
-        let gateway = if is_multicast_prefix(&route.dst) {
+    for route in ipam_routes {
+        let multicast = is_multicast_prefix(&route.dst);
+        let gateway = if multicast {
             None
         } else {
             route.gw.or_else(|| gateway_for(route.dst.is_ipv4()))
@@ -314,11 +518,10 @@ fn configure(
             gateway,
             oif: link.index,
         };
-        pod.add_route(&spec, is_multicast_prefix(&route.dst))
-            .map_err(Error::netlink(format!(
-                "add route {} via {}",
-                route.dst, request.ifname
-            )))?;
+        pod.add_route(&spec, multicast).map_err(Error::netlink(format!(
+            "add route {} via {}",
+            route.dst, request.ifname
+        )))?;
         let mut reported = Route::new(route.dst, gateway);
         reported.scope = gateway.is_none().then_some(SCOPE_LINK);
         routes.push(reported);
@@ -346,25 +549,5 @@ fn configure(
         reported.scope = Some(SCOPE_LINK);
         routes.push(reported);
     }
-
-    watch.lap("routes");
-    let mut result = conf.prev_result.clone().unwrap_or_default();
-    let index = result.interfaces.len();
-    result.interfaces.push(Interface {
-        name: request.ifname.clone(),
-        mac: link.mac.map(|m| m.to_string()),
-        mtu: Some(link.mtu),
-        sandbox: Some(request.netns.clone()),
-    });
-    result.ips.extend(assigned.ips.into_iter().map(|ip| IpConfig {
-        interface: Some(index),
-        ..ip
-    }));
-    result.routes.extend(routes);
-    if conf.dns.is_empty() {
-        result.dns.merge(&assigned.dns);
-    } else {
-        result.dns.merge(&conf.dns);
-    }
-    Ok(result)
+    Ok(routes)
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::Attachment;
 use crate::cni::{CniArgs, Request};
-use crate::config::{IpamConf, NetConf, is_multicast_prefix};
+use crate::config::{NetConf, is_multicast_prefix};
 use crate::error::Error;
 use crate::ipam;
 use crate::netlink::{MAIN_TABLE, Runtime};
@@ -120,23 +120,8 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
         }
     }
 
-    if let IpamConf::Builtin(builtin) = &conf.ipam {
-        let held = ipam::held(&conf.name, builtin, &attachment.owner)?;
-        if held.is_empty() && !ours.is_empty() {
-            wrong.push(format!(
-                "no address reservation for container {} interface {} in {}",
-                request.container_id,
-                request.ifname,
-                builtin.data_dir.join(&conf.name).display()
-            ));
-        }
-        for ip in &ours {
-            let addr: IpAddr = ip.address.ip();
-            if !held.is_empty() && !held.contains(&addr) {
-                wrong.push(format!("address {addr} is not reserved for this attachment"));
-            }
-        }
-    }
+    let expected: Vec<IpAddr> = ours.iter().map(|ip| ip.address.ip()).collect();
+    wrong.extend(ipam::check(request, conf, &attachment.owner, &expected)?);
     if wrong.is_empty() {
         Ok(())
     } else {

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 
 use super::Attachment;
 use crate::cni::Request;
-use crate::config::{IpamConf, NetConf};
+use crate::config::NetConf;
 use crate::error::Error;
 use crate::ipam;
 use crate::log::Stopwatch;
@@ -26,12 +26,7 @@ pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
     let mut watch = Stopwatch::default();
     let attachment = Attachment::new(request, conf);
     remove_links(request, &attachment, &mut watch)?;
-    if let IpamConf::Builtin(builtin) = &conf.ipam {
-        let released = ipam::release(&conf.name, builtin, &attachment.owner)?;
-        if !released.is_empty() {
-            info!("released {released:?}");
-        }
-    }
+    ipam::release(request, conf, &attachment.owner)?;
     watch.lap("ipam");
     debug!("{}", watch.summary());
     Ok(())

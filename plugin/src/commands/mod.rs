@@ -4,6 +4,8 @@
 pub mod add;
 pub mod check;
 pub mod del;
+pub mod gc;
+pub mod status;
 pub mod version;
 
 use roslan_ipam_core::Owner;
@@ -56,6 +58,21 @@ impl Attachment {
             alias.starts_with("roslan ") && alias.rsplit(' ').next() == Some(self.owner.container_id.as_str())
         });
         ours_by_alias || (link.name == self.temp_name && link.macvlan_mode.is_some())
+    }
+}
+
+/// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
+/// code 1, as the Go library does.
+pub fn require_1_1(conf: &NetConf, command: &str) -> Result<(), Error> {
+    if conf.version.has_status_and_gc() {
+        Ok(())
+    } else {
+        Err(Error::IncompatibleVersion {
+            detail: format!(
+                "config version {} does not allow {command}; {command} needs cniVersion 1.1.0",
+                conf.version
+            ),
+        })
     }
 }
 

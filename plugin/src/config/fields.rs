@@ -176,6 +176,11 @@ impl<'a> Obj<'a> {
         Some(out)
     }
 
+    /// Every key and value, for maps whose keys are data (such as node names).
+    pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.map.iter()
+    }
+
     /// Keys present in the object that nobody asked for, each with the closest known key, if one is close.
     pub fn unknown(&self) -> Vec<(String, Option<&'static str>)> {
         self.map

@@ -29,11 +29,24 @@ pub enum IpamConf {
     },
 }
 
+/// Where the installer writes the node's name, for `nodeRanges`.
+pub const DEFAULT_NODE_NAME_FILE: &str = "/var/lib/roslan/node-name";
+/// How long an ARP probe waits for an answer by default.
+pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 100;
+
 /// The built-in allocator's configuration, canonical and checked.
 #[derive(Clone, Debug)]
 pub struct BuiltinIpam {
     /// Range sets: runtimeConfig.ipRanges first, then the legacy flat range, then `ranges`.
     pub sets: Vec<RangeSet>,
+    /// `nodeRanges`: per-node range sets that replace `sets` on that node, disjoint between nodes.
+    pub node_ranges: Vec<(String, Vec<RangeSet>)>,
+    /// `nodeNameFile`: where this node's name is read from (the installer writes it).
+    pub node_name_file: PathBuf,
+    /// `probe`: ARP-probe IPv4 addresses before use, waiting this long for an answer.
+    pub probe_timeout_ms: Option<u64>,
+    /// `dad`: let the kernel run IPv6 duplicate address detection and wait for it.
+    pub dad: bool,
     /// `routes`, destinations normalised to their network address.
     pub routes: Vec<Route>,
     /// `dataDir`.
@@ -143,17 +156,48 @@ pub fn parse(
             Err(err) => problems.push(key.clone(), format!("invalid range set: {err}")),
         }
     }
-    if specs.is_empty() {
+    let node_ranges = parse_node_ranges(&mut ipam, problems);
+    if specs.is_empty() && node_ranges.is_empty() {
         problems.push("ipam.ranges", roslan_ipam_core::IpamError::NoRanges.to_string());
-    } else if sets.len() == specs.len() {
-        if let Err(err) = check_disjoint(&sets) {
-            problems.push("ipam.ranges", err.to_string());
-        }
-        let v4 = sets.iter().filter(|s| s.is_ipv4()).count();
-        if version.legacy_result() && (v4 > 1 || sets.len() - v4 > 1) {
-            problems.push("ipam.ranges", format!("CNI version {version} does not support more than 1 address per family; use cniVersion 0.3.1 or later"));
+    }
+    if sets.len() == specs.len() {
+        check_sets(&sets, "ipam.ranges", version, problems);
+    }
+    for (node, node_sets) in &node_ranges {
+        check_sets(node_sets, &format!("ipam.nodeRanges.{node}"), version, problems);
+        if let Some(i) = sets.iter().position(|set| node_sets.iter().any(|n| n.overlaps(set))) {
+            problems.push(
+                format!("ipam.nodeRanges.{node}"),
+                format!("overlaps range set {i} of \"ranges\", which nodes without an entry use; make them disjoint"),
+            );
         }
     }
+    for (i, (a, a_sets)) in node_ranges.iter().enumerate() {
+        for (b, b_sets) in &node_ranges[i + 1..] {
+            if a_sets.iter().any(|x| b_sets.iter().any(|y| x.overlaps(y))) {
+                problems.push(
+                    "ipam.nodeRanges",
+                    format!("the slices of nodes {a:?} and {b:?} overlap; each node needs its own disjoint slice, or two nodes can hand out one address"),
+                );
+            }
+        }
+    }
+    let node_name_file = PathBuf::from(
+        ipam.string("nodeNameFile", problems)
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_NODE_NAME_FILE.into()),
+    );
+    let probe_timeout_ms = match ipam.boolean("probe", problems) {
+        Some(true) => Some(
+            ipam.integer("probeTimeoutMs", 1, 5000, problems)
+                .unwrap_or(DEFAULT_PROBE_TIMEOUT_MS),
+        ),
+        _ => {
+            ipam.allow(&["probeTimeoutMs"]);
+            None
+        }
+    };
+    let dad = ipam.boolean("dad", problems).unwrap_or(false);
 
     let mut routes = Vec::new();
     if let Some(list) = ipam.array("routes", problems) {
@@ -199,8 +243,61 @@ pub fn parse(
     warn_unknown(&ipam, warnings);
     IpamConf::Builtin(BuiltinIpam {
         sets,
+        node_ranges,
+        node_name_file,
+        probe_timeout_ms,
+        dad,
         routes,
         data_dir,
         resolv_conf,
     })
+}
+
+/// Disjointness and the per-family limit of old spec versions, for one list of sets.
+fn check_sets(sets: &[RangeSet], key: &str, version: Version, problems: &mut Problems) {
+    if let Err(err) = check_disjoint(sets) {
+        problems.push(key, err.to_string());
+    }
+    let v4 = sets.iter().filter(|s| s.is_ipv4()).count();
+    if version.legacy_result() && (v4 > 1 || sets.len() - v4 > 1) {
+        problems.push(
+            key,
+            format!(
+                "CNI version {version} does not support more than 1 address per family; use cniVersion 0.3.1 or later"
+            ),
+        );
+    }
+}
+
+/// `nodeRanges`: `{"robot-1": [[{"subnet": ...}]], ...}`, each value in the form of `ranges`.
+fn parse_node_ranges(ipam: &mut Obj<'_>, problems: &mut Problems) -> Vec<(String, Vec<RangeSet>)> {
+    let Some(map) = ipam.object("nodeRanges", problems) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (node, value) in map.entries() {
+        let key = format!("ipam.nodeRanges.{node}");
+        let Some(list) = value.as_array() else {
+            problems.push(
+                key,
+                format!(
+                    "expected a list of range sets like \"ranges\", got {}",
+                    type_name(value)
+                ),
+            );
+            continue;
+        };
+        let mut node_sets = Vec::new();
+        for (set_key, spec) in range_sets(list, &key, problems) {
+            match RangeSet::new(&spec) {
+                Ok(set) => node_sets.push(set),
+                Err(err) => problems.push(set_key, format!("invalid range set: {err}")),
+            }
+        }
+        if node_sets.is_empty() {
+            problems.push(key, "needs at least one range set");
+        }
+        out.push((node.to_string(), node_sets));
+    }
+    out
 }

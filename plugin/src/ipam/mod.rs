@@ -1,101 +1,182 @@
-//! Address management for one attachment: the built-in host-local-compatible allocator.
+//! Address management for one attachment, whichever IPAM the configuration names.
 //!
-//! The plugin calls this in-process (no fork/exec of host-local, no CNI_PATH lookup), which is most of
-//! why an ADD costs about a millisecond and why DEL can never fail on a missing IPAM binary.
+//! `host-local` and `roslan-ipam` are served in-process ([`builtin`]): no fork/exec, no CNI_PATH lookup,
+//! which is most of why an ADD costs about a millisecond and why DEL cannot fail on a missing binary.
+//! Any other type is executed from CNI_PATH ([`delegate`]) with the full configuration, as the spec
+//! says, so clusters can use whereabouts, static or dhcp behind the same macvlan and multicast setup.
 
-use std::fs;
+pub mod builtin;
+pub mod delegate;
+pub mod standalone;
+
 use std::net::IpAddr;
-use std::path::Path;
 
-use ipnetwork::IpNetwork;
-use roslan_ipam_core::{Owner, Store, allocate};
+use roslan_ipam_core::Owner;
+use serde_json::Value;
 
-use crate::cni::{Dns, IpConfig, Route};
-use crate::config::BuiltinIpam;
+use crate::cni::{CniResult, Dns, IpConfig, Request, Route};
+use crate::config::{IpamConf, NetConf};
 use crate::error::Error;
+use crate::{info, warn};
 
 /// What IPAM hands the plugin on ADD.
 #[derive(Clone, Debug, Default)]
 pub struct Assigned {
     /// Addresses with gateways (no interface index yet).
     pub ips: Vec<IpConfig>,
-    /// Routes from the IPAM configuration.
+    /// Routes from the IPAM configuration or result.
     pub routes: Vec<Route>,
-    /// DNS from `resolvConf`.
+    /// DNS from `resolvConf` or the delegate.
     pub dns: Dns,
+    /// A delegate produced this (its DEL undoes it).
+    pub delegated: bool,
 }
 
-/// Parses a resolv.conf into the result's `dns`, as host-local's `resolvConf` does.
-pub fn parse_resolv_conf(path: &Path) -> Result<Dns, Error> {
-    let text = fs::read_to_string(path).map_err(|source| Error::Io {
-        what: format!("read ipam.resolvConf {}", path.display()),
-        source,
-    })?;
-    let mut dns = Dns::default();
-    for line in text.lines() {
-        let line = line.split(['#', ';']).next().unwrap_or_default();
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => dns.nameservers.extend(words.next().map(str::to_string)),
-            Some("domain") => dns.domain = words.next().map(str::to_string),
-            Some("search") => dns.search = words.map(str::to_string).collect(),
-            Some("options") => dns.options.extend(words.map(str::to_string)),
-            _ => {}
+/// ADD: reserves addresses for `owner`.
+pub fn add(request: &Request, conf: &NetConf, owner: &Owner, requested: &[IpAddr]) -> Result<Assigned, Error> {
+    match &conf.ipam {
+        IpamConf::None => Ok(Assigned::default()),
+        IpamConf::Builtin(builtin) => builtin::add(&conf.name, builtin, owner, requested),
+        IpamConf::Delegate { plugin } => {
+            let output = delegate::exec(request, plugin, "ADD")?.ok_or_else(|| Error::Decode {
+                what: "IPAM plugin output",
+                detail: format!("{plugin:?} printed no result for ADD"),
+            })?;
+            let result = CniResult::from_json(&output, "IPAM plugin result")?;
+            Ok(Assigned {
+                ips: result
+                    .ips
+                    .into_iter()
+                    .map(|ip| IpConfig { interface: None, ..ip })
+                    .collect(),
+                routes: result.routes,
+                dns: result.dns,
+                delegated: true,
+            })
         }
     }
-    Ok(dns)
 }
 
-/// Reserves one address per range set for `owner` and reports what to configure.
-pub fn add(network: &str, ipam: &BuiltinIpam, owner: &Owner, requested: &[IpAddr]) -> Result<Assigned, Error> {
-    let dns = match &ipam.resolv_conf {
-        Some(path) => parse_resolv_conf(path)?,
-        None => Dns::default(),
+/// Undoes an ADD's reservation after a later step failed: exactly the addresses given, or the
+/// delegate's DEL. Failures are logged; the original error is what the runtime must see.
+pub fn rollback(request: &Request, conf: &NetConf, owner: &Owner, assigned: &Assigned) {
+    let outcome = match &conf.ipam {
+        IpamConf::Builtin(builtin) => {
+            let ips: Vec<IpAddr> = assigned.ips.iter().map(|ip| ip.address.ip()).collect();
+            builtin::release_exact(&conf.name, builtin, owner, &ips)
+        }
+        IpamConf::Delegate { plugin } if assigned.delegated => delegate::exec(request, plugin, "DEL").map(|_| ()),
+        _ => Ok(()),
     };
-    let store = Store::open(&ipam.data_dir, network)?;
-    let mut locked = store.lock()?;
-    let allocations = allocate(&mut locked, &ipam.sets, owner, requested)?;
-    let ips = allocations
-        .iter()
-        .map(|a| IpConfig {
-            address: IpNetwork::new(a.ip, a.prefix).unwrap_or_else(|_| IpNetwork::from(a.ip)),
-            gateway: Some(a.gateway),
-            interface: None,
-        })
-        .collect();
-    Ok(Assigned {
-        ips,
-        routes: ipam.routes.clone(),
-        dns,
-    })
-}
-
-/// Releases exactly `ips` if `owner` still holds them; the rollback of a failed ADD.
-pub fn release_exact(network: &str, ipam: &BuiltinIpam, owner: &Owner, ips: &[IpAddr]) -> Result<(), Error> {
-    let Some(store) = Store::open_existing(&ipam.data_dir, network)? else {
-        return Ok(());
-    };
-    let mut locked = store.lock()?;
-    for ip in ips {
-        locked.release(*ip, owner)?;
+    if let Err(err) = outcome {
+        warn!("rollback: could not release the addresses: {err}");
     }
-    Ok(())
 }
 
-/// Releases everything `owner` holds; DEL. A missing directory means there is nothing to release.
-pub fn release(network: &str, ipam: &BuiltinIpam, owner: &Owner) -> Result<Vec<IpAddr>, Error> {
-    let Some(store) = Store::open_existing(&ipam.data_dir, network)? else {
-        return Ok(Vec::new());
-    };
-    let mut locked = store.lock()?;
-    Ok(locked.release_owner(owner)?)
+/// DEL: releases what `owner` holds. A delegate that is not installed any more cannot hold anything
+/// roslan could release, so its absence is logged, never fatal.
+pub fn release(request: &Request, conf: &NetConf, owner: &Owner) -> Result<(), Error> {
+    match &conf.ipam {
+        IpamConf::None => Ok(()),
+        IpamConf::Builtin(builtin) => {
+            let released = builtin::release(&conf.name, builtin, owner)?;
+            if !released.is_empty() {
+                info!("released {released:?}");
+            }
+            Ok(())
+        }
+        IpamConf::Delegate { plugin } => {
+            if delegate::find(request, plugin)?.is_none() {
+                warn!("IPAM plugin {plugin:?} is not in CNI_PATH; nothing to release through it");
+                return Ok(());
+            }
+            delegate::exec(request, plugin, "DEL").map(|_| ())
+        }
+    }
 }
 
-/// The addresses `owner` holds; CHECK.
-pub fn held(network: &str, ipam: &BuiltinIpam, owner: &Owner) -> Result<Vec<IpAddr>, Error> {
-    let Some(store) = Store::open_existing(&ipam.data_dir, network)? else {
-        return Ok(Vec::new());
-    };
-    let locked = store.lock()?;
-    Ok(locked.find(owner)?)
+/// CHECK: problems with the reservation of `expected` for `owner`, one line each.
+pub fn check(request: &Request, conf: &NetConf, owner: &Owner, expected: &[IpAddr]) -> Result<Vec<String>, Error> {
+    match &conf.ipam {
+        IpamConf::None => Ok(Vec::new()),
+        IpamConf::Builtin(builtin) => {
+            let held = builtin::held(&conf.name, builtin, owner)?;
+            let mut wrong = Vec::new();
+            if held.is_empty() && !expected.is_empty() {
+                wrong.push(format!(
+                    "no address reservation for container {} interface {} in {}",
+                    owner.container_id,
+                    owner.ifname,
+                    builtin.data_dir.join(&conf.name).display()
+                ));
+            }
+            for ip in expected.iter().filter(|ip| !held.is_empty() && !held.contains(ip)) {
+                wrong.push(format!("address {ip} is not reserved for this attachment"));
+            }
+            Ok(wrong)
+        }
+        IpamConf::Delegate { plugin } => match delegate::exec(request, plugin, "CHECK") {
+            Ok(_) => Ok(Vec::new()),
+            Err(err) => Ok(vec![err.to_string()]),
+        },
+    }
+}
+
+/// STATUS: `Ok` when addresses can be given out.
+pub fn status(request: &Request, conf: &NetConf) -> Result<(), Error> {
+    match &conf.ipam {
+        IpamConf::None => Ok(()),
+        IpamConf::Builtin(builtin) => builtin::status(&conf.name, builtin),
+        IpamConf::Delegate { plugin } => delegate::exec(request, plugin, "STATUS").map(|_| ()),
+    }
+}
+
+/// GC: releases reservations of attachments not in `valid`.
+pub fn gc(request: &Request, conf: &NetConf, valid: &[Owner]) -> Result<(), Error> {
+    match &conf.ipam {
+        IpamConf::None => Ok(()),
+        IpamConf::Builtin(builtin) => {
+            let released = builtin::gc(&conf.name, builtin, valid)?;
+            if !released.is_empty() {
+                info!("GC released {} stale reservations: {released:?}", released.len());
+            }
+            Ok(())
+        }
+        IpamConf::Delegate { plugin } => delegate::exec(request, plugin, "GC").map(|_| ()),
+    }
+}
+
+/// The attachments GC must keep: `cni.dev/valid-attachments`, or the older `cni.dev/attachments`.
+/// Neither present is an error rather than "keep nothing": a GC that frees every address because a
+/// key was misspelt would hand out addresses that running pods hold.
+pub fn valid_attachments(value: &Value) -> Result<Vec<Owner>, Error> {
+    let list = ["cni.dev/valid-attachments", "cni.dev/attachments"]
+        .iter()
+        .find_map(|key| value.get(*key))
+        .ok_or_else(|| {
+            Error::config(
+                "cni.dev/valid-attachments",
+                "missing; GC needs the list of attachments to keep",
+            )
+        })?;
+    let items = list.as_array().ok_or_else(|| {
+        Error::config(
+            "cni.dev/valid-attachments",
+            "expected a list of {\"containerID\", \"ifname\"} objects",
+        )
+    })?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_string);
+            match (field("containerID"), field("ifname")) {
+                (Some(id), Some(ifname)) => Ok(Owner::new(id, ifname)),
+                _ => Err(Error::config(
+                    format!("cni.dev/valid-attachments[{i}]"),
+                    "needs \"containerID\" and \"ifname\" strings",
+                )),
+            }
+        })
+        .collect()
 }
