@@ -36,6 +36,14 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// An empty pod namespace with `lo` up.
+    pub fn new() -> Pod {
+        Pod {
+            id: format!("sandbox{}", unique()),
+            ns: Netns::new("pod"),
+        }
+    }
+
     /// CNI_NETNS for this pod.
     pub fn path(&self) -> String {
         self.ns.path()
@@ -205,6 +213,70 @@ impl Lan {
             .unwrap_or_default();
         names.sort();
         names
+    }
+}
+
+/// Several nodes on one LAN segment: a bridge in the LAN host's namespace, each node's master a veth
+/// into it. For what spans nodes (per-node address slices, cross-node traffic).
+#[derive(Debug)]
+pub struct MultiNodeLan {
+    /// The LAN host, holding the bridge `br0` with [`HOST_ADDR`].
+    pub host: Netns,
+    /// The nodes; each has master `lan0` with 10.77.255.<253 - i>/16.
+    pub nodes: Vec<Netns>,
+    dir: PathBuf,
+}
+
+impl MultiNodeLan {
+    /// Builds a LAN with `count` nodes.
+    pub fn new(count: usize) -> MultiNodeLan {
+        crate::netns::clean_stale();
+        let host = Netns::new("host");
+        host.ip(&["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        host.ip(&["addr", "add", &format!("{HOST_ADDR}/16"), "dev", "br0"]);
+        host.ip(&["link", "set", "br0", "up"]);
+        let nodes = (0..count)
+            .map(|i| {
+                let node = Netns::new(&format!("node{i}"));
+                let port = format!("port{i}");
+                node.ip(&[
+                    "link",
+                    "add",
+                    MASTER,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &port,
+                    "netns",
+                    host.name(),
+                ]);
+                node.ip(&["addr", "add", &format!("10.77.255.{}/16", 253 - i), "dev", MASTER]);
+                node.ip(&["link", "set", MASTER, "up"]);
+                host.ip(&["link", "set", &port, "master", "br0", "up"]);
+                node
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("roslan-test-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+        MultiNodeLan { host, nodes, dir }
+    }
+
+    /// A private directory for this LAN's files, removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for MultiNodeLan {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Default for Pod {
+    fn default() -> Self {
+        Pod::new()
     }
 }
 

@@ -10,5 +10,5 @@ pub mod netns;
 pub mod plugin;
 pub mod traffic;
 
-pub use lan::{Lan, Pod};
+pub use lan::{Lan, MultiNodeLan, Pod};
 pub use plugin::{Call, Reply, reference_bin, roslan_bin};

@@ -77,6 +77,8 @@ pub struct Call<'a> {
     pub env: Vec<(&'a str, String)>,
     /// Environment variables to leave out entirely.
     pub unset: Vec<&'a str>,
+    /// A command the plugin runs under, e.g. `["unshare", "--uts", ...]` to give it another host name.
+    pub wrapper: Vec<String>,
 }
 
 /// What the plugin did.
@@ -142,6 +144,7 @@ impl<'a> Call<'a> {
             stdin: serde_json::to_vec(conf).expect("serialise config"),
             env: Vec::new(),
             unset: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -158,7 +161,18 @@ impl<'a> Call<'a> {
 
     /// The command that runs the plugin inside `ns`.
     pub fn command_in(&self, ns: &Netns) -> Command {
-        let mut cmd = ns.command(self.plugin.to_str().expect("utf-8 path"));
+        let plugin = self.plugin.to_str().expect("utf-8 path");
+        match self.wrapper.split_first() {
+            None => self.prepare(ns.command(plugin)),
+            Some((program, args)) => {
+                let mut cmd = ns.command(program);
+                cmd.args(args).arg(plugin);
+                self.prepare(cmd)
+            }
+        }
+    }
+
+    fn prepare(&self, mut cmd: Command) -> Command {
         cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         let vars = [
             ("CNI_COMMAND", self.command.to_string()),
@@ -182,8 +196,16 @@ impl<'a> Call<'a> {
 
     /// Runs the plugin inside `ns` and collects its reply.
     pub fn run_in(&self, ns: &Netns) -> Reply {
-        let mut child = self
-            .command_in(ns)
+        self.run_command(self.command_in(ns))
+    }
+
+    /// Runs the plugin in the caller's own namespace (IPAM plugins need no namespace).
+    pub fn run(&self) -> Reply {
+        self.run_command(self.prepare(Command::new(&self.plugin)))
+    }
+
+    fn run_command(&self, mut command: Command) -> Reply {
+        let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("spawn {}: {err}", self.plugin.display()));
         if let Some(mut stdin) = child.stdin.take() {
