@@ -22,6 +22,7 @@ pub mod error;
 pub mod ipam;
 pub mod log;
 pub mod mac;
+pub mod master;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;

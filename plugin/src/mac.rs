@@ -18,6 +18,15 @@ impl Mac {
         self.0.to_vec()
     }
 
+    /// The pod's stable MAC on a network: the same for every incarnation of a pod name, so a restarted
+    /// pod keeps its MAC and the LAN's ARP caches, switch tables and access points need no update.
+    /// Locally administered (bit 1 set) and unicast (bit 0 clear), as a made-up MAC must be.
+    pub fn stable(network: &str, namespace: &str, pod: &str) -> Mac {
+        let hash = crate::commands::fnv1a(&[b"roslan-mac", network.as_bytes(), namespace.as_bytes(), pod.as_bytes()]);
+        let b = hash.to_be_bytes();
+        Mac([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
+    }
+
     /// From netlink's IFLA_ADDRESS bytes, if they are an Ethernet address.
     pub fn from_slice(bytes: &[u8]) -> Option<Mac> {
         <[u8; 6]>::try_from(bytes).ok().map(Mac)

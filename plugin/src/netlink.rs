@@ -199,6 +199,11 @@ pub struct RouteSpec {
     pub oif: u32,
 }
 
+/// The local routing table, where the kernel keeps one `multicast ff00::/8` route per IPv6 interface.
+pub const LOCAL_TABLE: u32 = 255;
+/// Metric of roslan's IPv6 multicast route: below the kernel's 256, so it wins the lookup.
+pub const MULTICAST6_METRIC: u32 = 128;
+
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 /// RT_SCOPE_LINK.
@@ -508,6 +513,13 @@ impl Netlink<'_> {
         Ok(())
     }
 
+    /// Changes a (down) link's MAC.
+    pub fn set_address(&self, index: u32, mac: Mac) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).address(mac.bytes()).build();
+        self.exec(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
     /// Sets or clears IFF_MULTICAST.
     pub fn set_multicast(&self, index: u32, on: bool) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).multicast(on).build();
@@ -601,6 +613,29 @@ impl Netlink<'_> {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Steers IPv6 multicast without an explicit interface to `oif`: a `multicast` route for `dst` in the
+    /// local table with a metric below the kernel's per-interface ones. Unpinned IPv6 sockets pick their
+    /// interface by this lookup (for sending and for joins on interface 0), and the local table is
+    /// consulted before the main one, so a main-table route would never be seen.
+    pub fn add_multicast6_route(&self, dst: IpNetwork, oif: u32) -> Result<(), NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        msg.header.destination_prefix_length = dst.prefix();
+        msg.header.table = LOCAL_TABLE as u8;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Multicast;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst.network())));
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        msg.attributes.push(RouteAttribute::Priority(MULTICAST6_METRIC));
+        self.exec(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
     }
 
     /// The interface of the first default route (IPv4 first, then IPv6), as the reference macvlan

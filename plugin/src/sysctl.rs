@@ -43,6 +43,60 @@ impl Key {
     }
 }
 
+/// The key of `setting` for the link currently named `device`: `IFNAME`, and the final interface name
+/// `ifname`, stand for it (before the rename they are the temporary name).
+pub fn resolve(dotted: &str, ifname: &str, device: &str) -> Key {
+    let mut key = Key::parse(dotted);
+    for part in &mut key.0 {
+        if part == "IFNAME" || part == ifname {
+            *part = device.to_string();
+        }
+    }
+    key
+}
+
+/// Writes every setting for the link named `device`. A default the kernel lacks (IPv6 disabled at
+/// boot, an older kernel) is skipped; a setting the user asked for must exist.
+pub fn apply(settings: &[crate::config::Sysctl], ifname: &str, device: &str) -> Result<(), Error> {
+    for setting in settings {
+        let key = resolve(&setting.key, ifname, device);
+        if !setting.explicit && !key.path().exists() {
+            continue;
+        }
+        if setting.explicit && !key.path().exists() {
+            return Err(Error::Sysctl {
+                key: setting.key.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "this kernel has no such sysctl in a pod's network namespace",
+                ),
+            });
+        }
+        write(&key, &setting.value)?;
+    }
+    Ok(())
+}
+
+/// Settings whose value in the pod differs from the configured one, as "key: want X, found Y".
+pub fn differences(settings: &[crate::config::Sysctl], ifname: &str) -> Vec<String> {
+    settings
+        .iter()
+        .filter_map(|setting| {
+            let key = resolve(&setting.key, ifname, ifname);
+            match read(&key) {
+                Ok(found) if found.split_whitespace().eq(setting.value.split_whitespace()) => None,
+                Ok(found) => Some(format!(
+                    "sysctl {} is {found}, configured {}",
+                    key.dotted(),
+                    setting.value
+                )),
+                Err(_) if !setting.explicit => None,
+                Err(err) => Some(format!("sysctl {} cannot be read: {err}", key.dotted())),
+            }
+        })
+        .collect()
+}
+
 /// Reads a sysctl, trimmed.
 pub fn read(key: &Key) -> io::Result<String> {
     fs::read_to_string(key.path()).map(|v| v.trim().to_string())

@@ -53,14 +53,7 @@ ALLOWED_CNI_VERSIONS = ("0.3.1", "0.4.0")
 # Keys that issues 3 and 4 add to roslan's configuration and that the roslan under test may still report as
 # unknown ("warning: ignoring unknown key ..."). Any other unknown key fails the check. Remove an entry once
 # roslan implements its key: from then on a misspelling of it fails too.
-PENDING_KEYS = {
-    "masterSubnet": "issue 4, item 5: pick the master by subnet",
-    "multicast.exclusive": "issue 4, item 1: clear IFF_MULTICAST on the pod's other interfaces",
-    "multicast.loopback": "issue 4, item 1: IFF_MULTICAST on the pod's lo",
-    "sysctl": "issue 4, item 2: per-pod sysctls",
-    "igmpVersion": "issue 4, item 3",
-    "stableMac": "issue 4, item 4: MAC derived from namespace and pod name",
-}
+PENDING_KEYS = {}
 
 NAD_API_VERSION = "k8s.cni.cncf.io/v1"
 NAD_KIND = "NetworkAttachmentDefinition"

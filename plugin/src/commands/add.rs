@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
 use crate::mac::Mac;
-use crate::netlink::{Link, MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
+use crate::netlink::{LOCAL_TABLE, Link, MULTICAST6_METRIC, MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
 use crate::netns::Netns;
 use crate::sysctl::{self, Key};
 use crate::{arp, debug, info, warn};
@@ -41,9 +41,19 @@ const DAD_WAIT: Duration = Duration::from_secs(5);
 /// How many conflicting addresses ADD replaces before giving up.
 const MAX_CONFLICTS: usize = 8;
 
+/// What ADD decided before touching the pod.
+struct Plan<'a> {
+    /// Addresses asked for (CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips).
+    requested: &'a [IpAddr],
+    /// The MAC was derived from the pod's name (`stableMac`), not given.
+    stable_mac: bool,
+}
+
 /// What has been done so far, so that a failure can undo exactly that.
 struct Undo<'a> {
     link: Option<u32>,
+    /// Interfaces whose IFF_MULTICAST was cleared (`multicast.exclusive`).
+    cleared: Vec<u32>,
     assigned: Option<Assigned>,
     request: &'a Request,
     conf: &'a NetConf,
@@ -52,6 +62,11 @@ struct Undo<'a> {
 
 impl Undo<'_> {
     fn run(self, pod: &Netlink<'_>) {
+        for index in &self.cleared {
+            if let Err(err) = pod.set_multicast(*index, true) {
+                warn!("rollback: could not restore the multicast flag of interface {index}: {err}");
+            }
+        }
         if let Some(index) = self.link
             && let Err(err) = pod.delete_link(index)
         {
@@ -76,7 +91,14 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
             )
         })?),
     };
-    let mac = conf.mac_override.or(cni_args_mac).or(conf.mac);
+    let explicit_mac = conf.mac_override.or(cni_args_mac).or(conf.mac);
+    let stable_mac = match (&args.pod_namespace, &args.pod_name) {
+        (Some(namespace), Some(pod)) if conf.stable_mac && explicit_mac.is_none() => {
+            Some(Mac::stable(&conf.name, namespace, pod))
+        }
+        _ => None,
+    };
+    let mac = explicit_mac.or(stable_mac);
     let mut requested = args.ips.clone();
     requested.extend(conf.requested_ips.iter().copied());
     if !requested.is_empty() && matches!(conf.ipam, IpamConf::None) {
@@ -143,22 +165,18 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     watch.lap("pod");
     let mut undo = Undo {
         link: None,
+        cleared: Vec::new(),
         assigned: None,
         request,
         conf,
         attachment: &attachment,
     };
     let outcome = free.and_then(|()| {
-        configure(
-            &pod,
-            &netns,
-            request,
-            conf,
-            &attachment,
-            &requested,
-            &mut undo,
-            &mut watch,
-        )
+        let plan = Plan {
+            requested: &requested,
+            stable_mac: stable_mac.is_some(),
+        };
+        configure(&pod, &netns, request, conf, &attachment, &plan, &mut undo, &mut watch)
     });
     match outcome {
         Ok(result) => {
@@ -200,8 +218,10 @@ fn ifname_is_free(request: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-/// Inside the pod, before the link comes up: the interface's sysctls.
-fn set_interface_sysctls(temp: &str, has_v6: bool, dad: bool) -> Result<(), Error> {
+/// Inside the pod, before the link comes up: the interface's sysctls (its temporary name stands for
+/// IFNAME), roslan's own first: `arp_notify` and `ndisc_notify` make the kernel announce the addresses
+/// (gratuitous ARP, unsolicited neighbour advertisement) when the link comes up.
+fn set_sysctls(conf: &NetConf, ifname: &str, temp: &str, has_v6: bool, dad: bool) -> Result<(), Error> {
     sysctl::write(&Key::interface("ipv4", temp, "arp_notify"), "1")?;
     if has_v6 {
         sysctl::write(&Key::interface("ipv6", temp, "disable_ipv6"), "0")?;
@@ -210,7 +230,30 @@ fn set_interface_sysctls(temp: &str, has_v6: bool, dad: bool) -> Result<(), Erro
             sysctl::write(&Key::interface("ipv6", temp, "accept_dad"), "1")?;
         }
     }
-    Ok(())
+    sysctl::apply(&conf.sysctls, ifname, temp)
+}
+
+/// `multicast.loopback` and `multicast.exclusive`: `lo` gets IFF_MULTICAST; every other interface of
+/// the pod that has it and is not roslan's loses it, so that a DDS choosing one interface by its flags
+/// picks ours. Unicast is unaffected (IPv4 and IPv6, neighbour discovery included: see the tests).
+/// Returns the names and indexes cleared.
+fn set_multicast_flags(pod: &Netlink<'_>, conf: &NetConf, ours: u32) -> Result<(Vec<String>, Vec<u32>), Error> {
+    let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
+    let mut cleared = (Vec::new(), Vec::new());
+    for link in &links {
+        if link.loopback {
+            if conf.multicast.loopback && !link.multicast {
+                pod.set_multicast(link.index, true)
+                    .map_err(Error::netlink("set the multicast flag on lo"))?;
+            }
+        } else if conf.multicast.exclusive && link.index != ours && link.multicast && !super::is_roslan_link(link) {
+            pod.set_multicast(link.index, false)
+                .map_err(Error::netlink(format!("clear the multicast flag of {}", link.name)))?;
+            cleared.0.push(link.name.clone());
+            cleared.1.push(link.index);
+        }
+    }
+    Ok(cleared)
 }
 
 /// Creates the macvlan in the pod under the attachment's temporary name. A link already holding that
@@ -244,13 +287,15 @@ fn create_link(
                 ))(err)),
             }
         }
-        Err(err) if err.is(Errno::EADDRNOTAVAIL) && spec.mac.is_some() => Err(Error::config(
-            "mac",
-            format!(
-                "the kernel refused MAC {} ({err}); use a unicast address not used by another macvlan on {master_name}",
-                spec.mac.map(|m| m.to_string()).unwrap_or_default()
-            ),
-        )),
+        Err(err) if (err.is(Errno::EADDRNOTAVAIL) || err.is(Errno::EADDRINUSE)) && spec.mac.is_some() => {
+            Err(Error::config(
+                "mac",
+                format!(
+                    "the kernel refused MAC {} ({err}); use a unicast address not used by another macvlan on {master_name}",
+                    spec.mac.map(|m| m.to_string()).unwrap_or_default()
+                ),
+            ))
+        }
         Err(err) => Err(Error::netlink(format!("create macvlan on {master_name}"))(err)),
     }
 }
@@ -262,11 +307,12 @@ fn configure(
     request: &Request,
     conf: &NetConf,
     attachment: &Attachment,
-    requested: &[IpAddr],
+    plan: &Plan<'_>,
     undo: &mut Undo<'_>,
     watch: &mut Stopwatch,
 ) -> Result<CniResult, Error> {
-    let link = pod
+    let stable_mac = plan.stable_mac;
+    let mut link = pod
         .link_by_name(&attachment.temp_name)
         .map_err(Error::netlink("read the new macvlan"))?
         .ok_or_else(|| {
@@ -278,7 +324,7 @@ fn configure(
     undo.link = Some(link.index);
     watch.lap("read-link");
 
-    let assigned = ipam::add(request, conf, &attachment.owner, requested)?;
+    let assigned = ipam::add(request, conf, &attachment.owner, plan.requested)?;
     undo.assigned = Some(assigned.clone());
     watch.lap("ipam");
 
@@ -289,14 +335,18 @@ fn configure(
     let probe = builtin.and_then(|b| b.probe_timeout_ms).map(Duration::from_millis);
     let dad = builtin.is_some_and(|b| b.dad);
     let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
-    let temp = attachment.temp_name.clone();
-    netns.run(|| set_interface_sysctls(&temp, has_v6, dad))??;
-    watch.lap("sysctl");
+    netns.run(|| set_sysctls(conf, &request.ifname, &attachment.temp_name, has_v6, dad))??;
+    let (cleared, cleared_indexes) = set_multicast_flags(pod, conf, link.index)?;
+    undo.cleared = cleared_indexes;
+    let alias = attachment.alias(&cleared);
+    watch.lap("sysctl+flags");
 
     let mut ips = assigned.ips.clone();
     if let Some(timeout) = probe {
         // The link must be up to probe, and must not hold the address it is probing.
-        rename_and_up(pod, request, attachment, &link)?;
+        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
+            link.mac = Some(mac);
+        }
         ips = probe_and_replace(netns, conf, attachment, &link, ips, timeout, undo)?;
         add_addresses(pod, request, &link, &ips, dad)?;
         let v4: Vec<IpAddr> = ips.iter().map(|ip| ip.address.ip()).filter(IpAddr::is_ipv4).collect();
@@ -311,7 +361,9 @@ fn configure(
         }
     } else {
         add_addresses(pod, request, &link, &ips, dad)?;
-        rename_and_up(pod, request, attachment, &link)?;
+        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
+            link.mac = Some(mac);
+        }
     }
     watch.lap("addr+up");
     if dad && has_v6 {
@@ -354,9 +406,38 @@ fn add_addresses(pod: &Netlink<'_>, request: &Request, link: &Link, ips: &[IpCon
     Ok(())
 }
 
-fn rename_and_up(pod: &Netlink<'_>, request: &Request, attachment: &Attachment, link: &Link) -> Result<(), Error> {
-    match pod.rename_and_up(link.index, &request.ifname, &attachment.alias) {
-        Ok(()) => Ok(()),
+/// Renames the link to CNI_IFNAME, labels it and brings it up. macvlan refuses to come up with a MAC
+/// another macvlan on the master already has (EADDRINUSE): with a stable MAC that means the pod's previous
+/// incarnation is still being torn down, and a MAC derived from the sandbox ID is used instead of failing.
+/// Returns the MAC the link ended up with when it had to change.
+fn rename_and_up(
+    pod: &Netlink<'_>,
+    request: &Request,
+    attachment: &Attachment,
+    link: &Link,
+    alias: &str,
+    stable_mac: bool,
+) -> Result<Option<Mac>, Error> {
+    match pod.rename_and_up(link.index, &request.ifname, alias) {
+        Ok(()) => Ok(None),
+        Err(err) if err.is(Errno::EADDRINUSE) && stable_mac => {
+            let fallback = Mac::stable(&attachment.owner.container_id, &request.ifname, "fallback");
+            warn!(
+                "the stable MAC {} is still in use on the master; using {fallback} for this sandbox",
+                link.mac.map(|m| m.to_string()).unwrap_or_default()
+            );
+            pod.set_address(link.index, fallback)
+                .map_err(Error::netlink("change the MAC"))?;
+            rename_and_up(pod, request, attachment, link, alias, false)?;
+            Ok(Some(fallback))
+        }
+        Err(err) if err.is(Errno::EADDRINUSE) => Err(Error::config(
+            "mac",
+            format!(
+                "MAC {} is already used by another macvlan on the master; choose another",
+                link.mac.map(|m| m.to_string()).unwrap_or_default()
+            ),
+        )),
         Err(err) if err.is(Errno::EEXIST) => Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
             netns: request.netns.clone(),
@@ -526,27 +607,42 @@ fn add_routes(
         reported.scope = gateway.is_none().then_some(SCOPE_LINK);
         routes.push(reported);
     }
+    let has_v6 = ips.iter().any(|ip| ip.address.is_ipv6());
     for dst in &conf.multicast.routes {
         if routes.iter().any(|r| r.dst == *dst) {
             continue;
         }
-        let spec = RouteSpec {
-            dst: *dst,
-            gateway: None,
-            oif: link.index,
-        };
-        let appended = pod.add_route(&spec, true).map_err(Error::netlink(format!(
-            "add multicast route {dst} dev {}",
-            request.ifname
-        )))?;
-        if appended {
-            warn!(
-                "another interface in the pod already routes {dst}; {}'s route is a standby behind it",
-                request.ifname
-            );
-        }
         let mut reported = Route::new(*dst, None);
-        reported.scope = Some(SCOPE_LINK);
+        if dst.is_ipv6() {
+            // Only an interface with an IPv6 address of its own should carry the pod's IPv6 multicast.
+            if !has_v6 {
+                continue;
+            }
+            pod.add_multicast6_route(*dst, link.index)
+                .map_err(Error::netlink(format!(
+                    "add IPv6 multicast route {dst} dev {}",
+                    request.ifname
+                )))?;
+            reported.table = Some(LOCAL_TABLE);
+            reported.priority = Some(MULTICAST6_METRIC);
+        } else {
+            let spec = RouteSpec {
+                dst: *dst,
+                gateway: None,
+                oif: link.index,
+            };
+            let appended = pod.add_route(&spec, true).map_err(Error::netlink(format!(
+                "add multicast route {dst} dev {}",
+                request.ifname
+            )))?;
+            if appended {
+                warn!(
+                    "another interface in the pod already routes {dst}; {}'s route is a standby behind it",
+                    request.ifname
+                );
+            }
+            reported.scope = Some(SCOPE_LINK);
+        }
         routes.push(reported);
     }
     Ok(routes)

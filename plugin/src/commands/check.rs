@@ -6,13 +6,16 @@
 
 use std::net::IpAddr;
 
-use super::Attachment;
+use ipnetwork::IpNetwork;
+
+use super::{Attachment, cleared_by};
 use crate::cni::{CniArgs, Request};
 use crate::config::{NetConf, is_multicast_prefix};
 use crate::error::Error;
 use crate::ipam;
-use crate::netlink::{MAIN_TABLE, Runtime};
+use crate::netlink::{LOCAL_TABLE, MAIN_TABLE, Runtime};
 use crate::netns::Netns;
+use crate::sysctl;
 
 /// Runs CHECK.
 pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
@@ -89,27 +92,28 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
 
     let mut routes = pod.routes(true).map_err(Error::netlink("list IPv4 routes"))?;
     routes.extend(pod.routes(false).map_err(Error::netlink("list IPv6 routes"))?);
-    for route in &prev.routes {
+    // Multicast routes are checked below, in the table each family keeps them in.
+    for route in prev.routes.iter().filter(|r| !is_multicast_prefix(&r.dst)) {
         let found = routes
             .iter()
             .any(|r| r.table == MAIN_TABLE && r.dst == route.dst && (route.gw.is_none() || r.gateway == route.gw));
         if !found {
-            wrong.push(format!(
-                "route {} {} is missing",
-                route.dst,
-                route.gw.map(|g| format!("via {g}")).unwrap_or_default()
-            ));
+            let via = route.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            wrong.push(format!("route {}{via} is missing", route.dst));
         }
     }
-    for dst in conf
-        .multicast
-        .routes
-        .iter()
-        .chain(prev.routes.iter().map(|r| &r.dst).filter(|d| is_multicast_prefix(d)))
-    {
+    let has_v6 = ours.iter().any(|ip| ip.address.is_ipv6());
+    let mut multicast: Vec<&IpNetwork> = conf.multicast.routes.iter().filter(|d| d.is_ipv4() || has_v6).collect();
+    for dst in prev.routes.iter().map(|r| &r.dst).filter(|d| is_multicast_prefix(d)) {
+        if !multicast.contains(&dst) {
+            multicast.push(dst);
+        }
+    }
+    for dst in multicast {
+        let table = if dst.is_ipv4() { MAIN_TABLE } else { LOCAL_TABLE };
         let on_link: Vec<_> = routes
             .iter()
-            .filter(|r| r.table == MAIN_TABLE && r.dst == *dst && r.oif == Some(link.index))
+            .filter(|r| r.table == table && r.dst == *dst && r.oif == Some(link.index))
             .collect();
         if on_link.is_empty() {
             wrong.push(format!("multicast route {dst} dev {} is missing", link.name));
@@ -119,6 +123,20 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
             ));
         }
     }
+
+    let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
+    if conf.multicast.loopback && links.iter().any(|l| l.loopback && !l.multicast) {
+        wrong.push("lo has no IFF_MULTICAST; DDS limited to localhost cannot discover".into());
+    }
+    for name in cleared_by(&link) {
+        if links.iter().any(|l| l.name == name && l.multicast) {
+            wrong.push(format!(
+                "{name} has IFF_MULTICAST again; a DDS that picks one interface may pick it instead of {}",
+                link.name
+            ));
+        }
+    }
+    wrong.extend(netns.run(|| sysctl::differences(&conf.sysctls, &request.ifname))?);
 
     let expected: Vec<IpAddr> = ours.iter().map(|ip| ip.address.ip()).collect();
     wrong.extend(ipam::check(request, conf, &attachment.owner, &expected)?);

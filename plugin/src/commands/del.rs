@@ -11,13 +11,13 @@
 
 use nix::errno::Errno;
 
-use super::Attachment;
+use super::{Attachment, cleared_by};
 use crate::cni::Request;
 use crate::config::NetConf;
 use crate::error::Error;
 use crate::ipam;
 use crate::log::Stopwatch;
-use crate::netlink::Runtime;
+use crate::netlink::{Link, Netlink, Runtime};
 use crate::netns::{self, Netns};
 use crate::{debug, info, warn};
 
@@ -30,6 +30,21 @@ pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
     watch.lap("ipam");
     debug!("{}", watch.summary());
     Ok(())
+}
+
+/// Gives back IFF_MULTICAST to the interfaces this attachment's ADD took it from (`multicast.exclusive`,
+/// recorded in the link's alias). Best-effort: an interface that is gone needs nothing.
+fn restore_multicast_flags(pod: &Netlink<'_>, link: &Link) {
+    for name in cleared_by(link) {
+        if let Ok(Some(other)) = pod.link_by_name(&name)
+            && !other.multicast
+        {
+            match pod.set_multicast(other.index, true) {
+                Ok(()) => info!("restored the multicast flag of {name}"),
+                Err(err) => warn!("could not restore the multicast flag of {name}: {err}"),
+            }
+        }
+    }
 }
 
 fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatch) -> Result<(), Error> {
@@ -62,6 +77,7 @@ fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatc
             );
             continue;
         }
+        restore_multicast_flags(&pod, &link);
         match pod.delete_link(link.index) {
             Ok(()) => info!("deleted {name}"),
             Err(err) if err.is(Errno::ENODEV) => {}

@@ -23,8 +23,7 @@ pub struct Attachment {
     /// The name the macvlan has between creation and rename. Derived from the owner so that a DEL
     /// after an ADD killed mid-way can find and remove it.
     pub temp_name: String,
-    /// IFLA_IFALIAS put on the link: marks it as roslan's, for this container.
-    pub alias: String,
+    network: String,
 }
 
 /// FNV-1a, 64 bit: a stable, dependency-free hash for derived names.
@@ -41,6 +40,14 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
+/// The alias (IFLA_IFALIAS) roslan puts on its links: `roslan net=<network> cid=<container>` and, when it
+/// cleared IFF_MULTICAST on other interfaces, `mcast-off=<names>`, which is what DEL restores. State
+/// kept on the link itself survives everything but the link, which is exactly as long as it matters,
+/// and `ip link` shows an operator whose link it is.
+const ALIAS_PREFIX: &str = "roslan ";
+/// IFALIASZ is 256 with the terminating NUL.
+const ALIAS_MAX: usize = 255;
+
 impl Attachment {
     /// The attachment named by the request's container ID and interface name.
     pub fn new(request: &Request, conf: &NetConf) -> Attachment {
@@ -48,17 +55,61 @@ impl Attachment {
         Attachment {
             owner: Owner::new(request.container_id.clone(), request.ifname.clone()),
             temp_name: format!("rl{:013x}", hash & ((1 << 52) - 1)),
-            alias: format!("roslan {} {}", conf.name, request.container_id),
+            network: conf.name.clone(),
         }
+    }
+
+    /// How the container ID appears in the alias: itself, or a hash when too long to fit.
+    fn cid_token(&self) -> String {
+        let id = &self.owner.container_id;
+        if id.len() <= 128 {
+            format!("cid={id}")
+        } else {
+            format!("cid=h:{:016x}", fnv1a(&[id.as_bytes()]))
+        }
+    }
+
+    /// The alias for this attachment's link, recording the interfaces whose multicast flag ADD cleared.
+    pub fn alias(&self, cleared: &[String]) -> String {
+        let mut alias = format!(
+            "{ALIAS_PREFIX}net={} {}",
+            self.network.chars().take(64).collect::<String>(),
+            self.cid_token()
+        );
+        if !cleared.is_empty() {
+            alias.push_str(&format!(" mcast-off={}", cleared.join(",")));
+        }
+        if alias.len() > ALIAS_MAX {
+            alias.truncate(ALIAS_MAX);
+        }
+        alias
     }
 
     /// True if `link` is this attachment's (by alias), or its not-yet-renamed temporary link.
     pub fn owns(&self, link: &Link) -> bool {
-        let ours_by_alias = link.alias.as_deref().is_some_and(|alias| {
-            alias.starts_with("roslan ") && alias.rsplit(' ').next() == Some(self.owner.container_id.as_str())
-        });
+        let token = self.cid_token();
+        let ours_by_alias = link
+            .alias
+            .as_deref()
+            .is_some_and(|alias| alias.starts_with(ALIAS_PREFIX) && alias.split(' ').any(|t| t == token));
         ours_by_alias || (link.name == self.temp_name && link.macvlan_mode.is_some())
     }
+}
+
+/// True if `link` was created by roslan (for any attachment).
+pub fn is_roslan_link(link: &Link) -> bool {
+    link.alias
+        .as_deref()
+        .is_some_and(|alias| alias.starts_with(ALIAS_PREFIX))
+}
+
+/// The interfaces whose multicast flag the ADD of `link` cleared, from its alias.
+pub fn cleared_by(link: &Link) -> Vec<String> {
+    link.alias
+        .as_deref()
+        .and_then(|alias| alias.split(' ').find_map(|t| t.strip_prefix("mcast-off=")))
+        .map(|names| names.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
@@ -76,48 +127,7 @@ pub fn require_1_1(conf: &NetConf, command: &str) -> Result<(), Error> {
     }
 }
 
-/// Finds the master interface in the node's namespace, or explains what exists instead.
+/// Finds and checks the master interface in the node's namespace; see [`crate::master`].
 pub fn resolve_master(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
-    let found = match spec {
-        MasterSpec::Name(name) => host
-            .link_by_name(name)
-            .map_err(Error::netlink(format!("look up master {name}")))?,
-        MasterSpec::DefaultRoute => {
-            let index = host
-                .default_route_interface()
-                .map_err(Error::netlink("read the node's default route"))?
-                .ok_or_else(|| {
-                    Error::Master("no default route in the node's network namespace to pick a master from; set \"master\" to the LAN interface".into())
-                })?;
-            host.links()
-                .map_err(Error::netlink("list links"))?
-                .into_iter()
-                .find(|l| l.index == index)
-        }
-    };
-    let Some(master) = found else {
-        let names: Vec<String> = host
-            .links()
-            .map(|links| links.into_iter().filter(|l| !l.loopback).map(|l| l.name).collect())
-            .unwrap_or_default();
-        let wanted = match spec {
-            MasterSpec::Name(name) => name.as_str(),
-            MasterSpec::DefaultRoute => "(default route)",
-        };
-        return Err(Error::Master(format!(
-            "master interface {wanted:?} not found in the node's network namespace; interfaces here: {}. Set \"master\" to one of them, or omit it to use the default-route interface",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        )));
-    };
-    if master.loopback {
-        return Err(Error::Master(format!(
-            "{} is a loopback interface and cannot carry a macvlan; set \"master\" to the LAN interface",
-            master.name
-        )));
-    }
-    Ok(master)
+    crate::master::resolve(host, spec)
 }

@@ -7,6 +7,7 @@
 
 mod fields;
 pub mod ipam;
+pub mod ros;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::log::Level;
 use crate::mac::Mac;
 pub use fields::{Obj, Problems, closest};
 pub use ipam::{BuiltinIpam, IpamConf};
+pub use ros::{MulticastConf, Sysctl};
 
 /// The macvlan mode; bridge is the only one that lets sibling pods hear each other's multicast.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,26 +57,8 @@ pub enum MasterSpec {
     DefaultRoute,
     /// An interface by name.
     Name(String),
-}
-
-/// Multicast handling.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MulticastConf {
-    /// Multicast destinations routed through our interface with no gateway (`dev <if> scope link`).
-    pub routes: Vec<IpNetwork>,
-}
-
-impl Default for MulticastConf {
-    fn default() -> Self {
-        MulticastConf {
-            routes: vec![default_multicast_route()],
-        }
-    }
-}
-
-/// 224.0.0.0/4: all IPv4 multicast, DDS' 239.255.0.1 included.
-pub fn default_multicast_route() -> IpNetwork {
-    IpNetwork::new(IpAddr::from([224, 0, 0, 0]), 4).unwrap_or_else(|_| unreachable!("constant prefix"))
+    /// The interface holding an address in this subnet (`masterSubnet`).
+    Subnet(IpNetwork),
 }
 
 /// True for prefixes that lie entirely in multicast space (224.0.0.0/4 or ff00::/8).
@@ -112,6 +96,10 @@ pub struct NetConf {
     pub ipam: IpamConf,
     /// `multicast`.
     pub multicast: MulticastConf,
+    /// `sysctl` over the ROS defaults, plus `igmpVersion`.
+    pub sysctls: Vec<Sysctl>,
+    /// `stableMac`: derive the MAC from network, namespace and pod name when the runtime names the pod.
+    pub stable_mac: bool,
     /// `dns`, copied into the result.
     pub dns: Dns,
     /// `logFile`.
@@ -215,6 +203,15 @@ impl NetConf {
             }
             _ => MasterSpec::DefaultRoute,
         };
+        let master = match obj.parsed::<IpNetwork>("masterSubnet", "a subnet such as \"192.168.1.0/24\"", &mut problems)
+        {
+            None => master,
+            Some(subnet) if master == MasterSpec::DefaultRoute => MasterSpec::Subnet(subnet),
+            Some(_) => {
+                problems.push("masterSubnet", "set either \"master\" or \"masterSubnet\", not both");
+                master
+            }
+        };
         let mode = match obj.string("mode", &mut problems).as_deref() {
             None | Some("") | Some("bridge") => MacvlanMode::Bridge,
             Some("private") => MacvlanMode::Private,
@@ -289,33 +286,9 @@ impl NetConf {
 
         let ipam = ipam::parse(&mut obj, version, runtime_ranges, &mut problems, &mut warnings);
 
-        let multicast = match obj.object("multicast", &mut problems) {
-            None => MulticastConf::default(),
-            Some(mut mc) => {
-                let routes =
-                    mc.parsed_list::<IpNetwork>("routes", "a multicast prefix such as \"224.0.0.0/4\"", &mut problems);
-                let routes = routes.map_or_else(
-                    || MulticastConf::default().routes,
-                    |list| {
-                        let mut normal = Vec::new();
-                        for (i, net) in list.into_iter().enumerate() {
-                            let net = IpNetwork::new(net.network(), net.prefix()).unwrap_or(net);
-                            if !is_multicast_prefix(&net) {
-                                problems.push(
-                                    format!("multicast.routes[{i}]"),
-                                    format!("{net} is not inside multicast space (224.0.0.0/4 or ff00::/8)"),
-                                );
-                            } else if !normal.contains(&net) {
-                                normal.push(net);
-                            }
-                        }
-                        normal
-                    },
-                );
-                warn_unknown(&mc, &mut warnings);
-                MulticastConf { routes }
-            }
-        };
+        let multicast = ros::parse_multicast(&mut obj, &mut problems, &mut warnings);
+        let sysctls = ros::parse_sysctls(&mut obj, &mut problems);
+        let stable_mac = obj.boolean("stableMac", &mut problems).unwrap_or(true);
 
         let dns = obj.get("dns").map(Dns::from_json).unwrap_or_default();
         let log_file = obj
@@ -358,6 +331,8 @@ impl NetConf {
             mac_override,
             ipam,
             multicast,
+            sysctls,
+            stable_mac,
             dns,
             log_file,
             log_level,
