@@ -50,6 +50,7 @@ lint:
 ## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise.
 test: deps venv lint clean-netns
 	$(CARGO) build --workspace --all-targets
+	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
 	@$(MAKE) --no-print-directory clean-netns
 

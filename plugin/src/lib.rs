@@ -19,6 +19,7 @@ pub mod cni;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod ipam;
 pub mod log;
 pub mod mac;

@@ -34,7 +34,7 @@ use crate::mac::Mac;
 use crate::netlink::{LOCAL_TABLE, Link, MULTICAST6_METRIC, MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
 use crate::netns::Netns;
 use crate::sysctl::{self, Key};
-use crate::{arp, debug, info, warn};
+use crate::{arp, debug, fault, info, warn};
 
 /// How long ADD waits for IPv6 duplicate address detection when `ipam.dad` asks for it.
 const DAD_WAIT: Duration = Duration::from_secs(5);
@@ -81,6 +81,7 @@ impl Undo<'_> {
 /// Runs ADD and returns the result to print.
 pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     let mut watch = Stopwatch::default();
+    fault::point("add:parsed");
     let args = CniArgs::parse(&request.args)?;
     let cni_args_mac = match &args.mac {
         None => None,
@@ -150,6 +151,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         bc_queue_len: conf.bc_queue_len,
     };
     create_link(&runtime, &host, &netns, &attachment, &spec, &master.name)?;
+    fault::point("add:created");
     watch.lap("create");
     let (pod, free) = match runtime.connect_in_with(&netns, || ifname_is_free(request)) {
         Ok(connected) => connected,
@@ -163,6 +165,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         }
     };
     watch.lap("pod");
+    fault::point("add:pod-visited");
     let mut undo = Undo {
         link: None,
         cleared: Vec::new(),
@@ -233,27 +236,42 @@ fn set_sysctls(conf: &NetConf, ifname: &str, temp: &str, has_v6: bool, dad: bool
     sysctl::apply(&conf.sysctls, ifname, temp)
 }
 
-/// `multicast.loopback` and `multicast.exclusive`: `lo` gets IFF_MULTICAST; every other interface of
-/// the pod that has it and is not roslan's loses it, so that a DDS choosing one interface by its flags
-/// picks ours. Unicast is unaffected (IPv4 and IPv6, neighbour discovery included: see the tests).
-/// Returns the names and indexes cleared.
-fn set_multicast_flags(pod: &Netlink<'_>, conf: &NetConf, ours: u32) -> Result<(Vec<String>, Vec<u32>), Error> {
+/// `multicast.exclusive`: the pod's other interfaces that have IFF_MULTICAST and are not roslan's, whose
+/// flag ADD will clear so that a DDS choosing one interface by its flags picks ours. Unicast is unaffected
+/// (IPv4 and IPv6, neighbour discovery included: see the tests). Only decides: the flags are cleared after
+/// the link's alias records the list, so that a DEL after a kill at any point can restore them.
+fn plan_exclusive(pod: &Netlink<'_>, conf: &NetConf, ours: u32) -> Result<Vec<(String, u32)>, Error> {
+    if !conf.multicast.exclusive {
+        return Ok(Vec::new());
+    }
     let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
-    let mut cleared = (Vec::new(), Vec::new());
-    for link in &links {
-        if link.loopback {
-            if conf.multicast.loopback && !link.multicast {
-                pod.set_multicast(link.index, true)
-                    .map_err(Error::netlink("set the multicast flag on lo"))?;
-            }
-        } else if conf.multicast.exclusive && link.index != ours && link.multicast && !super::is_roslan_link(link) {
-            pod.set_multicast(link.index, false)
-                .map_err(Error::netlink(format!("clear the multicast flag of {}", link.name)))?;
-            cleared.0.push(link.name.clone());
-            cleared.1.push(link.index);
+    Ok(links
+        .into_iter()
+        .filter(|l| !l.loopback && l.index != ours && l.multicast && !super::is_roslan_link(l))
+        .map(|l| (l.name, l.index))
+        .collect())
+}
+
+/// `multicast.loopback` and the planned `multicast.exclusive` changes.
+fn set_multicast_flags(
+    pod: &Netlink<'_>,
+    conf: &NetConf,
+    exclusive: &[(String, u32)],
+    undo: &mut Undo<'_>,
+) -> Result<(), Error> {
+    if conf.multicast.loopback {
+        let lo = pod.link_by_name("lo").map_err(Error::netlink("look up lo"))?;
+        if let Some(lo) = lo.filter(|lo| !lo.multicast) {
+            pod.set_multicast(lo.index, true)
+                .map_err(Error::netlink("set the multicast flag on lo"))?;
         }
     }
-    Ok(cleared)
+    for (name, index) in exclusive {
+        pod.set_multicast(*index, false)
+            .map_err(Error::netlink(format!("clear the multicast flag of {name}")))?;
+        undo.cleared.push(*index);
+    }
+    Ok(())
 }
 
 /// Creates the macvlan in the pod under the attachment's temporary name. A link already holding that
@@ -326,6 +344,7 @@ fn configure(
 
     let assigned = ipam::add(request, conf, &attachment.owner, plan.requested)?;
     undo.assigned = Some(assigned.clone());
+    fault::point("add:reserved");
     watch.lap("ipam");
 
     let builtin = match &conf.ipam {
@@ -336,10 +355,10 @@ fn configure(
     let dad = builtin.is_some_and(|b| b.dad);
     let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
     netns.run(|| set_sysctls(conf, &request.ifname, &attachment.temp_name, has_v6, dad))??;
-    let (cleared, cleared_indexes) = set_multicast_flags(pod, conf, link.index)?;
-    undo.cleared = cleared_indexes;
-    let alias = attachment.alias(&cleared);
-    watch.lap("sysctl+flags");
+    fault::point("add:sysctls");
+    let exclusive = plan_exclusive(pod, conf, link.index)?;
+    let alias = attachment.alias(&exclusive.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>());
+    watch.lap("sysctl");
 
     let mut ips = assigned.ips.clone();
     if let Some(timeout) = probe {
@@ -347,6 +366,9 @@ fn configure(
         if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
             link.mac = Some(mac);
         }
+        fault::point("add:up");
+        set_multicast_flags(pod, conf, &exclusive, undo)?;
+        fault::point("add:flags");
         ips = probe_and_replace(netns, conf, attachment, &link, ips, timeout, undo)?;
         add_addresses(pod, request, &link, &ips, dad)?;
         let v4: Vec<IpAddr> = ips.iter().map(|ip| ip.address.ip()).filter(IpAddr::is_ipv4).collect();
@@ -361,9 +383,13 @@ fn configure(
         }
     } else {
         add_addresses(pod, request, &link, &ips, dad)?;
+        fault::point("add:addressed");
         if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
             link.mac = Some(mac);
         }
+        fault::point("add:up");
+        set_multicast_flags(pod, conf, &exclusive, undo)?;
+        fault::point("add:flags");
     }
     watch.lap("addr+up");
     if dad && has_v6 {
@@ -372,6 +398,7 @@ fn configure(
     }
 
     let routes = add_routes(pod, request, conf, &link, &ips, &assigned.routes)?;
+    fault::point("add:routed");
     watch.lap("routes");
 
     let mut result = conf.prev_result.clone().unwrap_or_default();

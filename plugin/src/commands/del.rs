@@ -19,14 +19,16 @@ use crate::ipam;
 use crate::log::Stopwatch;
 use crate::netlink::{Link, Netlink, Runtime};
 use crate::netns::{self, Netns};
-use crate::{debug, info, warn};
+use crate::{debug, fault, info, warn};
 
 /// Runs DEL.
 pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
     let mut watch = Stopwatch::default();
+    fault::point("del:parsed");
     let attachment = Attachment::new(request, conf);
     remove_links(request, &attachment, &mut watch)?;
     ipam::release(request, conf, &attachment.owner)?;
+    fault::point("del:released");
     watch.lap("ipam");
     debug!("{}", watch.summary());
     Ok(())
@@ -63,6 +65,7 @@ fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatc
     let runtime = Runtime::new()?;
     let pod = runtime.connect_in(&netns)?;
     watch.lap("pod");
+    fault::point("del:pod-visited");
     for name in [request.ifname.as_str(), attachment.temp_name.as_str()] {
         let Some(link) = pod
             .link_by_name(name)
@@ -79,7 +82,10 @@ fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatc
         }
         restore_multicast_flags(&pod, &link);
         match pod.delete_link(link.index) {
-            Ok(()) => info!("deleted {name}"),
+            Ok(()) => {
+                info!("deleted {name}");
+                fault::point("del:link-deleted");
+            }
             Err(err) if err.is(Errno::ENODEV) => {}
             Err(err) => return Err(Error::netlink(format!("delete {name}"))(err)),
         }

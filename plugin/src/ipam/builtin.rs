@@ -93,6 +93,8 @@ pub fn add(network: &str, ipam: &BuiltinIpam, owner: &Owner, requested: &[IpAddr
     let store = Store::open(&ipam.data_dir, network)?;
     let mut locked = store.lock()?;
     let allocations = allocate(&mut locked, sets, owner, requested)?;
+    // Killed here: files written, index not stamped, lock released by the kernel.
+    crate::fault::point("add:ipam-uncommitted");
     let ips = allocations
         .iter()
         .map(|a| ip_config(a.ip, a.prefix, a.gateway))
@@ -147,7 +149,9 @@ pub fn release(network: &str, ipam: &BuiltinIpam, owner: &Owner) -> Result<Vec<I
         return Ok(Vec::new());
     };
     let mut locked = store.lock()?;
-    Ok(locked.release_owner(owner)?)
+    let released = locked.release_owner(owner)?;
+    crate::fault::point("del:ipam-uncommitted");
+    Ok(released)
 }
 
 /// The addresses `owner` holds; CHECK.

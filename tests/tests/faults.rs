@@ -1,0 +1,108 @@
+//! roslan killed dead (SIGKILL) at every step of ADD and DEL: DEL and then GC must leave no link, no
+//! reservation and no cleared multicast flag, and a new ADD must succeed.
+//!
+//! The crash points exist only in the fault-injection build (`cargo build -p roslan --features
+//! fault-injection --target-dir target/faults`, which `make test` runs); `ROSLAN_FAULT=<point>` picks one.
+
+use std::path::PathBuf;
+
+use roslan_tests::plugin::{Call, Reply};
+use roslan_tests::{Lan, Pod};
+use serde_json::{Value, json};
+
+/// The crash points of plugin/src/fault.rs. A point missing from the binary fails the test (the process
+/// is not killed), so the two lists cannot drift apart silently.
+const ADD_POINTS: &[&str] = &[
+    "add:parsed",
+    "add:created",
+    "add:pod-visited",
+    "add:ipam-uncommitted",
+    "add:reserved",
+    "add:sysctls",
+    "add:addressed",
+    "add:up",
+    "add:flags",
+    "add:routed",
+];
+const DEL_POINTS: &[&str] = &[
+    "del:parsed",
+    "del:pod-visited",
+    "del:link-deleted",
+    "del:ipam-uncommitted",
+    "del:released",
+];
+
+/// The fault-injection build of roslan.
+pub fn fault_bin() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/faults/debug/roslan");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p roslan --features fault-injection --target-dir target/faults` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn killed_at(lan: &Lan, command: &str, pod: &Pod, conf: &Value, point: &str) -> Reply {
+    let mut call = Call::new(fault_bin(), command, &pod.id, &pod.path(), "net1", conf);
+    call.env.push(("ROSLAN_FAULT", point.to_string()));
+    lan.call(&call)
+}
+
+fn multicast_on(pod: &Pod, dev: &str) -> bool {
+    pod.ns.link(dev).unwrap()["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "MULTICAST")
+}
+
+/// DEL, then GC keeping nothing; then the pod must be as before ADD.
+fn clean_up_and_verify(lan: &Lan, pod: &Pod, conf: &Value, point: &str) {
+    let reply = lan.call(&Call::roslan("DEL", &pod.id, &pod.path(), "net1", conf));
+    assert_eq!(reply.status, 0, "DEL after a kill at {point}: {reply}");
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let reply = lan.call(&Call::roslan("GC", "", "", "", &gc));
+    assert_eq!(reply.status, 0, "GC after a kill at {point}: {reply}");
+    let mut links = pod.ns.links();
+    links.sort();
+    assert_eq!(links, vec!["eth0", "lo"], "no link left after a kill at {point}");
+    assert!(
+        multicast_on(pod, "eth0"),
+        "eth0's multicast flag is back after a kill at {point}"
+    );
+    assert!(
+        lan.reservations("ros-lan").is_empty(),
+        "no reservation left after a kill at {point}"
+    );
+    let result = lan.add(pod, "net1", conf);
+    assert!(
+        result["ips"][0]["address"].is_string(),
+        "a new ADD succeeds after a kill at {point}"
+    );
+    lan.del(pod, "net1", conf);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn a_kill_at_any_step_of_add_or_del_is_cleaned_up() {
+    let lan = Lan::new();
+    let conf = lan.config("1.1.0");
+    for point in ADD_POINTS {
+        let pod = lan.dual_homed_pod();
+        let reply = killed_at(&lan, "ADD", &pod, &conf, point);
+        assert_eq!(reply.status, -1, "ADD was not killed at {point}: {reply}");
+        clean_up_and_verify(&lan, &pod, &conf, point);
+    }
+    for point in DEL_POINTS {
+        let pod = lan.dual_homed_pod();
+        lan.add(&pod, "net1", &conf);
+        let reply = killed_at(&lan, "DEL", &pod, &conf, point);
+        assert_eq!(reply.status, -1, "DEL was not killed at {point}: {reply}");
+        clean_up_and_verify(&lan, &pod, &conf, point);
+    }
+}
