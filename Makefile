@@ -17,7 +17,7 @@ endif
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all build release test demo bench deps venv lint clean clean-netns
+.PHONY: all build release test stress demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -52,6 +52,15 @@ test: deps venv lint clean-netns
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
+	@$(MAKE) --no-print-directory clean-netns
+
+## stress: the long storm (randomized ADD/DEL/CHECK with kills) on top of the normal build.
+STORM_OPS ?= 2000
+stress: deps
+	@if [ "$(ROOT)" != 0 ]; then echo "make stress needs root (it creates network namespaces)"; exit 1; fi
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
+	ROSLAN_STORM_OPS=$(STORM_OPS) $(CARGO) test -p roslan-tests $(ROOT_FEATURES) --test storm -- --nocapture
 	@$(MAKE) --no-print-directory clean-netns
 
 ## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins.
