@@ -261,6 +261,12 @@ impl LockedStore<'_> {
         }
         drop(file);
         self.dirty = true;
+        // A reservation whose cursor cannot be written is given back, not left behind: the caller
+        // sees an error and would never release an address it was not told about.
+        if let Err(err) = self.write_last_reserved(set_index, ip) {
+            let _ = fs::remove_file(&path);
+            return Err(err);
+        }
         if let Some(index) = &self.index {
             if index.link(ip, owner).is_ok() {
                 index.mark(ip, true);
@@ -268,7 +274,6 @@ impl LockedStore<'_> {
                 self.drop_index();
             }
         }
-        self.write_last_reserved(set_index, ip)?;
         Ok(true)
     }
 
