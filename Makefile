@@ -17,7 +17,10 @@ endif
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all build release test stress demo bench deps venv lint clean clean-netns
+FUZZ_TARGETS := config cni_args environment store_record delegate_result
+FUZZ_RUNS ?= 20000
+
+.PHONY: all build release test stress fuzz fuzz-smoke demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -52,7 +55,23 @@ test: deps venv lint clean-netns
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory clean-netns
+
+## fuzz-smoke: every fuzz target for a bounded number of inputs (part of make test).
+## fuzz: the long run, at least a million inputs per target (FUZZ_RUNS=1000000).
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/corpus/$$t; \
+		runs=$(FUZZ_RUNS); [ $$t = store_record ] && runs=$$(( $(FUZZ_RUNS) / 10 )); \
+		echo "fuzz $$t: $$runs inputs"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t tests/fuzz/seeds/$$t -- \
+			-runs=$$runs -max_len=8192 -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==|thread|SUMMARY)|panicked' ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+fuzz:
+	$(MAKE) fuzz-smoke FUZZ_RUNS=1000000
 
 ## stress: the long storm (randomized ADD/DEL/CHECK with kills) on top of the normal build.
 STORM_OPS ?= 2000

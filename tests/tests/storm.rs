@@ -20,12 +20,24 @@ use serde_json::{Value, json};
 const WORKERS: usize = 8;
 const PODS_PER_WORKER: usize = 3;
 const PHASES: usize = 4;
-const KILL_POINTS_ADD: &[&str] = &["add:created", "add:pod-visited", "add:ipam-uncommitted", "add:reserved", "add:up", "add:flags", "add:routed"];
+const KILL_POINTS_ADD: &[&str] = &[
+    "add:created",
+    "add:pod-visited",
+    "add:ipam-uncommitted",
+    "add:reserved",
+    "add:up",
+    "add:flags",
+    "add:routed",
+];
 const KILL_POINTS_DEL: &[&str] = &["del:pod-visited", "del:link-deleted", "del:ipam-uncommitted"];
 
 fn fault_bin() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/faults/debug/roslan");
-    assert!(path.exists(), "{} is missing: `cargo build -p roslan --features fault-injection --target-dir target/faults`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p roslan --features fault-injection --target-dir target/faults`",
+        path.display()
+    );
     path
 }
 
@@ -33,7 +45,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) % n as u64) as usize
     }
 }
@@ -42,25 +57,44 @@ impl Lcg {
 #[derive(Clone, Debug)]
 enum State {
     Detached,
-    Live { id: String, result: Value },
+    Live {
+        id: String,
+        result: Value,
+    },
     /// An ADD or DEL was killed: the runtime must (and does, next) DEL it.
-    Limbo { id: String },
+    Limbo {
+        id: String,
+    },
 }
 
 fn address_of(result: &Value) -> String {
-    result["ips"][0]["address"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string()
+    result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
-#[cfg_attr(not(feature = "root-tests"), ignore = "needs root and network namespaces: run `make test` as root")]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
 fn storm_of_add_del_check_with_kills() {
-    let total: usize = std::env::var("ROSLAN_STORM_OPS").ok().and_then(|n| n.parse().ok()).unwrap_or(240);
+    let total: usize = std::env::var("ROSLAN_STORM_OPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(240);
     let lan = Lan::new();
     let mut conf = lan.config("1.1.0");
     // 40 addresses for 24 pods: addresses are reused constantly.
-    conf["ipam"]["ranges"] = json!([[{"subnet": "10.77.0.0/16", "rangeStart": "10.77.1.10", "rangeEnd": "10.77.1.49"}]]);
-    let pods: Vec<Pod> =
-        (0..WORKERS * PODS_PER_WORKER).map(|i| if i % 2 == 0 { lan.dual_homed_pod() } else { lan.pod() }).collect();
+    conf["ipam"]["ranges"] =
+        json!([[{"subnet": "10.77.0.0/16", "rangeStart": "10.77.1.10", "rangeEnd": "10.77.1.49"}]]);
+    let pods: Vec<Pod> = (0..WORKERS * PODS_PER_WORKER)
+        .map(|i| if i % 2 == 0 { lan.dual_homed_pod() } else { lan.pod() })
+        .collect();
     let states: Vec<Mutex<State>> = pods.iter().map(|_| Mutex::new(State::Detached)).collect();
     let done = AtomicBool::new(false);
     let ops = AtomicUsize::new(0);
@@ -79,14 +113,20 @@ fn storm_of_add_del_check_with_kills() {
                     for addr in pod.ns.addresses("net1") {
                         let ip = addr.split('/').next().unwrap().to_string();
                         if let Some(other) = seen.insert(ip.clone(), i) {
-                            violations.lock().unwrap().push(format!("{ip} on pods {other} and {i} at once"));
+                            violations
+                                .lock()
+                                .unwrap()
+                                .push(format!("{ip} on pods {other} and {i} at once"));
                         }
                         // Read the reservation after the address: an address is added only after its
                         // reservation and released only after the link is gone, so it must be there.
                         let owner = std::fs::read_to_string(data.join(&ip)).unwrap_or_default();
                         let still_there = pod.ns.addresses("net1").contains(&addr);
                         if still_there && !owner.starts_with(&format!("storm-{i}-")) {
-                            violations.lock().unwrap().push(format!("{ip} on pod {i} is reserved for {owner:?}"));
+                            violations
+                                .lock()
+                                .unwrap()
+                                .push(format!("{ip} on pod {i} is reserved for {owner:?}"));
                         }
                     }
                 }
@@ -95,7 +135,8 @@ fn storm_of_add_del_check_with_kills() {
         });
 
         for worker in 0..WORKERS {
-            let (pods, states, conf, lan, ops, kills, barrier, generation) = (&pods, &states, &conf, &lan, &ops, &kills, &barrier, &generation);
+            let (pods, states, conf, lan, ops, kills, barrier, generation) =
+                (&pods, &states, &conf, &lan, &ops, &kills, &barrier, &generation);
             scope.spawn(move || {
                 let mut rng = Lcg(worker as u64 * 104_729 + 7);
                 let mine: Vec<usize> = (worker * PODS_PER_WORKER..(worker + 1) * PODS_PER_WORKER).collect();
@@ -112,11 +153,17 @@ fn storm_of_add_del_check_with_kills() {
                                 let mut call = Call::roslan("ADD", &id, &pod.path(), "net1", conf);
                                 if kill {
                                     call.plugin = fault_bin();
-                                    call.env.push(("ROSLAN_FAULT", KILL_POINTS_ADD[rng.below(KILL_POINTS_ADD.len())].to_string()));
+                                    call.env.push((
+                                        "ROSLAN_FAULT",
+                                        KILL_POINTS_ADD[rng.below(KILL_POINTS_ADD.len())].to_string(),
+                                    ));
                                 }
                                 let reply = lan.call(&call);
                                 match (reply.status, kill) {
-                                    (0, _) => State::Live { id, result: reply.json.unwrap() },
+                                    (0, _) => State::Live {
+                                        id,
+                                        result: reply.json.unwrap(),
+                                    },
                                     (-1, true) => {
                                         kills.fetch_add(1, Ordering::Relaxed);
                                         State::Limbo { id }
@@ -137,7 +184,10 @@ fn storm_of_add_del_check_with_kills() {
                                 let mut call = Call::roslan("DEL", &id, &pod.path(), "net1", conf);
                                 if kill {
                                     call.plugin = fault_bin();
-                                    call.env.push(("ROSLAN_FAULT", KILL_POINTS_DEL[rng.below(KILL_POINTS_DEL.len())].to_string()));
+                                    call.env.push((
+                                        "ROSLAN_FAULT",
+                                        KILL_POINTS_DEL[rng.below(KILL_POINTS_DEL.len())].to_string(),
+                                    ));
                                 }
                                 let reply = lan.call(&call);
                                 match (reply.status, kill) {
@@ -189,10 +239,18 @@ fn storm_of_add_del_check_with_kills() {
                 .collect();
             assert_eq!(store, live, "reservations are exactly the live attachments");
             let mut gc = conf.clone();
-            gc["cni.dev/valid-attachments"] = json!(live.values().map(|id| json!({"containerID": id, "ifname": "net1"})).collect::<Vec<_>>());
+            gc["cni.dev/valid-attachments"] = json!(
+                live.values()
+                    .map(|id| json!({"containerID": id, "ifname": "net1"}))
+                    .collect::<Vec<_>>()
+            );
             let reply = lan.call(&Call::roslan("GC", "", "", "", &gc));
             assert_eq!(reply.status, 0, "{reply}");
-            assert_eq!(lan.reservations("ros-lan").len(), live.len(), "GC kept every live attachment");
+            assert_eq!(
+                lan.reservations("ros-lan").len(),
+                live.len(),
+                "GC kept every live attachment"
+            );
             barrier.wait();
         }
         done.store(true, Ordering::Relaxed);
@@ -220,7 +278,13 @@ fn storm_of_add_del_check_with_kills() {
     for pod in &pods {
         assert!(!pod.ns.has_link("net1"));
         if pod.ns.has_link("eth0") {
-            assert!(pod.ns.link("eth0").unwrap()["flags"].as_array().unwrap().iter().any(|f| f == "MULTICAST"));
+            assert!(
+                pod.ns.link("eth0").unwrap()["flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "MULTICAST")
+            );
         }
     }
 }
