@@ -171,6 +171,17 @@ pub struct RouteEntry {
     pub priority: Option<u32>,
 }
 
+/// The kernel's answer to [`Netlink::route_get`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// Output interface.
+    pub oif: Option<u32>,
+    /// Next hop, when the matching route has one.
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel would pick.
+    pub source: Option<IpAddr>,
+}
+
 /// A macvlan to create.
 #[derive(Clone, Debug)]
 pub struct MacvlanSpec<'a> {
@@ -636,6 +647,50 @@ impl Netlink<'_> {
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
+    }
+
+    /// The kernel's decision for one destination: `ip route get`, one RTM_GETROUTE without the dump flag.
+    /// Diagnostics ask this instead of matching the table themselves, so policy rules, metrics and the
+    /// kernel's multicast special cases are the kernel's own. An unreachable, blackhole or prohibit
+    /// answer is ENETUNREACH, as `sendto` would report it.
+    pub fn route_get(&self, dst: IpAddr) -> Result<RouteDecision, NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if dst.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let reply = self
+            .exec(RouteNetlinkMessage::GetRoute(msg), 0)?
+            .into_iter()
+            .find_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(route) => Some(route),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::other("the kernel gave no answer"))?;
+        if matches!(
+            reply.header.kind,
+            RouteType::Unreachable | RouteType::BlackHole | RouteType::Prohibit
+        ) {
+            return Err(NetlinkError {
+                errno: Some(nix::errno::Errno::ENETUNREACH as i32),
+                ext_ack: None,
+                other: None,
+            });
+        }
+        let mut decision = RouteDecision::default();
+        for attr in &reply.attributes {
+            match attr {
+                RouteAttribute::Oif(oif) => decision.oif = Some(*oif),
+                RouteAttribute::Gateway(gw) => decision.gateway = ip_of(gw),
+                RouteAttribute::PrefSource(src) => decision.source = ip_of(src),
+                _ => {}
+            }
+        }
+        Ok(decision)
     }
 
     /// The interface of the first default route (IPv4 first, then IPv6), as the reference macvlan

@@ -262,6 +262,31 @@ impl MultiNodeLan {
         MultiNodeLan { host, nodes, dir }
     }
 
+    /// Like [`MultiNodeLan::new`], with IGMP snooping on and the bridge acting as the LAN's IGMP querier,
+    /// as a managed switch with a querier does. It sends general queries every `query_interval_cs`
+    /// centiseconds (the kernel's minimum is 100; real switches use 12500), and answers a leave at once
+    /// with a group-specific query, whatever the interval.
+    pub fn with_querier(count: usize, query_interval_cs: u32) -> MultiNodeLan {
+        let lan = MultiNodeLan::new(count);
+        let interval = query_interval_cs.to_string();
+        lan.host.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "1",
+            "mcast_query_interval",
+            &interval,
+            "mcast_startup_query_interval",
+            &interval,
+            "mcast_querier",
+            "1",
+        ]);
+        lan
+    }
+
     /// A private directory for this LAN's files, removed on drop.
     pub fn dir(&self) -> &Path {
         &self.dir
