@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod lan;
+pub mod multus;
 pub mod netns;
 pub mod plugin;
 pub mod traffic;

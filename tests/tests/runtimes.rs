@@ -1,0 +1,1118 @@
+//! Real clients drive the built roslan: containerd's CRI (the path kubelet takes), podman with its CNI
+//! backend, and a Multus-style driver (the path MicroK8s takes for a second interface). Each runtime
+//! runs with private state in a throwaway LAN; `tests/runtimes/README.md` has the recipes.
+//!
+//! The runtimes are Debian's (containerd 1.6, podman 4.3, runc), the CRI client is
+//! `tests/runtimes/cri_client.py` (grpcio from `.venv`), the pause image is built from
+//! busybox-static by `tests/runtimes/pause_image.py`. A missing package fails the test with the
+//! install command; nothing is skipped.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use roslan_tests::Lan;
+use roslan_tests::lan::{HOST_ADDR, MASTER};
+use roslan_tests::multus::{Multus, PodRef};
+use roslan_tests::netns::{Netns, try_sh, unique};
+use roslan_tests::plugin::{REFERENCE_DIR, roslan_bin, workspace_bin};
+use roslan_tests::traffic::{Receiver, exchange};
+use serde_json::{Value, json};
+
+const GROUP: &str = "239.255.0.1";
+const SPDP_PORT: u16 = 7400;
+const NETWORK: &str = "ros-lan";
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// The project's Python (grpcio for the CRI client), created by `make venv`.
+fn venv_python() -> PathBuf {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make venv` (it installs tests/requirements.txt, including grpcio; `make test` does it)",
+        python.display()
+    );
+    python
+}
+
+/// Fails (never skips) when a runtime's binary is missing, naming the Debian package.
+fn need(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!("{program} is missing: apt-get install --no-install-recommends {package} (`make test` installs it)")
+    })
+}
+
+/// The MAC roslan's `stableMac` gives a pod (plugin/src/mac.rs, reimplemented independently):
+/// FNV-1a 64 over "roslan-mac", network, namespace and pod name, each part followed by 0xff; the
+/// first six bytes, locally administered unicast.
+fn stable_mac(network: &str, namespace: &str, pod: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in ["roslan-mac", network, namespace, pod] {
+        for byte in part.bytes().chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let b = hash.to_be_bytes();
+    let bytes = [(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]];
+    bytes.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A single configuration as the only plugin of a conflist (what runtimes read from a conf dir).
+fn conflist(conf: &Value) -> Value {
+    let mut plugin = conf.clone();
+    let obj = plugin.as_object_mut().expect("object");
+    let version = obj.remove("cniVersion").expect("cniVersion");
+    let name = obj.remove("name").expect("name");
+    json!({"cniVersion": version, "name": name, "plugins": [plugin]})
+}
+
+/// roslan's configuration for a runtime test: the LAN's, logging every call (debug adds one
+/// `took ...` line at the end of each successful ADD and DEL) to a file in the LAN's directory.
+fn logged_config(lan: &Lan, version: &str, range: (&str, &str)) -> (Value, PathBuf) {
+    let log = lan.dir().join("roslan.log");
+    let mut conf = lan.config(version);
+    conf["ipam"]["ranges"][0][0]["rangeStart"] = json!(range.0);
+    conf["ipam"]["ranges"][0][0]["rangeEnd"] = json!(range.1);
+    conf["logFile"] = json!(log);
+    conf["logLevel"] = json!("debug");
+    (conf, log)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// roslan's log lines of one command for one container.
+fn log_lines(log: &str, command: &str, container: &str) -> Vec<String> {
+    let needle = format!(" {command} {NETWORK} {container} ");
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts what roslan logged for one pod: one successful ADD and `dels` successful DELs, no error.
+fn assert_logged(log: &str, container: &str, dels: usize) {
+    let ok = |lines: &[String]| lines.iter().filter(|l| l.contains(": took ")).count();
+    let adds = log_lines(log, "ADD", container);
+    assert_eq!(ok(&adds), 1, "one successful ADD for {container}:\n{log}");
+    let del_lines = log_lines(log, "DEL", container);
+    assert_eq!(ok(&del_lines), dels, "{dels} successful DEL(s) for {container}:\n{log}");
+    let errors: Vec<&String> = adds
+        .iter()
+        .chain(&del_lines)
+        .filter(|l| l.contains(" roslan error ") || l.contains(" roslan warn "))
+        .collect();
+    assert!(errors.is_empty(), "roslan complained about {container}: {errors:?}");
+}
+
+/// `ip -j <args>` inside a namespace given by path (one the test does not own, so no `Netns`).
+fn ip_json_at(netns: &str, args: &[&str]) -> Value {
+    let mut full = vec![format!("--net={netns}"), "ip".into(), "-j".into()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let out = Command::new("nsenter").args(&full).output().expect("nsenter");
+    assert!(
+        out.status.success(),
+        "ip {} in {netns}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// What a pod's LAN interface looks like from inside: addresses (non link-local), MAC, kind and mode.
+#[derive(Debug)]
+struct LanLink {
+    mac: String,
+    addrs: Vec<String>,
+    kind: String,
+    mode: String,
+}
+
+fn lan_link_at(netns: &str, dev: &str) -> LanLink {
+    let link = ip_json_at(netns, &["-d", "addr", "show", "dev", dev]);
+    let link = &link[0];
+    LanLink {
+        mac: link["address"].as_str().unwrap_or_default().to_string(),
+        addrs: link["addr_info"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|i| i["scope"] == "global")
+                    .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or_default(), i["prefixlen"]))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        kind: link["linkinfo"]["info_kind"].as_str().unwrap_or_default().to_string(),
+        mode: link["linkinfo"]["info_data"]["mode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// Asserts the multicast route is `224.0.0.0/4 dev <dev> scope link` without a gateway.
+fn assert_multicast_route(routes: &Value, dev: &str, context: &str) {
+    let route = routes
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["dst"] == "224.0.0.0/4"))
+        .unwrap_or_else(|| panic!("{context}: no 224.0.0.0/4 route: {routes}"));
+    assert_eq!(route["dev"], dev, "{context}: {route}");
+    assert_eq!(route["scope"], "link", "{context}: {route}");
+    assert!(
+        route.get("gateway").is_none(),
+        "{context}: multicast route with a gateway: {route}"
+    );
+}
+
+/// A multicast receiver started by any command (`mcast recv` inside a container or a namespace the
+/// test does not own); waits until it has joined the group.
+struct Listener {
+    what: String,
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Listener {
+    fn start(what: &str, mut command: Command) -> Listener {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the receiver in {what}: {e}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        if first != "ready" {
+            let _ = child.kill();
+            let out = child.wait_with_output().ok();
+            let stderr = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
+            panic!("the receiver in {what} did not join {GROUP}: {first:?} {stderr:?}");
+        }
+        Listener {
+            what: what.to_string(),
+            child,
+            lines,
+        }
+    }
+
+    /// Waits for the receiver; returns how many datagrams it got.
+    fn finish(mut self) -> usize {
+        let got = self
+            .lines
+            .by_ref()
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("from "))
+            .count();
+        let _ = self.child.wait();
+        eprintln!("{}: received {got}", self.what);
+        got
+    }
+}
+
+fn mcast_args(role: &str, count: usize) -> Vec<String> {
+    let mut args = vec![
+        role.to_string(),
+        GROUP.to_string(),
+        SPDP_PORT.to_string(),
+        count.to_string(),
+    ];
+    if role == "recv" {
+        args.push("3000".into());
+    }
+    args
+}
+
+/// `mcast` in a namespace given by path, through nsenter (no /sys remount, unlike `ip netns exec`).
+fn mcast_at(netns: &str, role: &str, count: usize) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={netns}"))
+        .arg(workspace_bin("mcast"))
+        .args(mcast_args(role, count));
+    cmd
+}
+
+fn run_ok(mut command: Command, what: &str) -> Output {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Processes as (pid, parent pid, command line).
+fn processes() -> Vec<(u32, u32, String)> {
+    let mut list = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return list;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = read(&entry.path().join("stat"));
+        // "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        list.push((pid, ppid, cmdline));
+    }
+    list
+}
+
+/// Kills (SIGKILL) the processes whose command line contains all of `marks`, and their
+/// descendants. Only ever called with marks that name this test's private paths.
+fn kill_tree_matching(marks: &[&str]) {
+    let procs = processes();
+    let mut doomed: Vec<u32> = procs
+        .iter()
+        .filter(|(_, _, cmd)| marks.iter().all(|m| cmd.contains(m)))
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    let mut i = 0;
+    while i < doomed.len() {
+        let parent = doomed[i];
+        for (pid, ppid, _) in &procs {
+            if *ppid == parent && !doomed.contains(pid) {
+                doomed.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    for pid in doomed {
+        let _ = try_sh("kill", &["-KILL", &pid.to_string()]);
+    }
+}
+
+/// Lazily unmounts everything mounted at or below `dir` (deepest first).
+fn unmount_under(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<String> = read(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(|p| p.replace("\\040", " ")))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    for point in points {
+        let _ = try_sh("umount", &["-l", &point]);
+    }
+}
+
+/// Removes a network namespace file a runtime created (bind mount under /run/netns), if still there.
+fn remove_netns_file(path: &str) {
+    if Path::new(path).exists() {
+        let _ = try_sh("umount", &["-l", path]);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Removes the cgroup `name` (a direct child of each hierarchy's root, created for this test's
+/// containers) and everything below it, in every v1 controller and in the v2 hierarchy. Retries for
+/// a moment: a runtime's processes may still be leaving it.
+fn remove_cgroup(name: &str) {
+    assert!(name.starts_with("roslan-test-"), "only the test's own cgroups: {name}");
+    fn remove_tree(dir: &Path) -> bool {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        std::fs::remove_dir(dir).is_ok() || !dir.exists()
+    }
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for root in roots {
+        let dir = root.join(name);
+        while dir.exists() && !remove_tree(&dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Waits for a child to exit, at most `timeout`; kills it (SIGKILL) after that.
+fn stop_child(child: &mut Child, timeout: Duration) {
+    let _ = try_sh("kill", &["-TERM", &child.id().to_string()]);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Links left in a namespace besides loopback.
+fn links_besides_lo(ns: &Netns) -> Vec<String> {
+    ns.links().into_iter().filter(|l| l != "lo").collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// containerd through its CRI
+// ---------------------------------------------------------------------------------------------
+
+const PAUSE_IMAGE: &str = "t.local/roslan-pause:1";
+
+/// A private containerd running in the LAN's node namespace (so its CNI calls find the master),
+/// with its own config, root, state, socket, runc root and CNI directories under `dir`.
+/// Dropping it removes every sandbox, stops containerd and its shims, unmounts, removes the
+/// sandboxes' namespaces and cgroups and the directory.
+struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    cgroup: String,
+    child: Option<Child>,
+    netns: RefCell<Vec<String>>,
+}
+
+impl Containerd {
+    fn start(lan: &Lan, conflist: &Value) -> Containerd {
+        need("containerd", "containerd");
+        need("ctr", "containerd");
+        need("containerd-shim-runc-v2", "containerd");
+        need("runc", "runc");
+        let dir = lan.dir().join("containerd");
+        let mut cd = Containerd {
+            socket: dir.join("containerd.sock"),
+            cgroup: format!("roslan-test-{}", unique()),
+            dir,
+            child: None,
+            netns: RefCell::new(Vec::new()),
+        };
+        let d = cd.dir.display().to_string();
+        for sub in ["net.d", "cni-bin", "podlogs"] {
+            std::fs::create_dir_all(cd.dir.join(sub)).expect("create containerd dirs");
+        }
+        // containerd 1.6 takes one bin_dir: roslan, and loopback for the `lo` network it adds.
+        std::os::unix::fs::symlink(roslan_bin(), cd.dir.join("cni-bin/roslan")).expect("link roslan");
+        std::os::unix::fs::symlink(
+            Path::new(REFERENCE_DIR).join("loopback"),
+            cd.dir.join("cni-bin/loopback"),
+        )
+        .expect("link loopback");
+        std::fs::write(
+            cd.dir.join("net.d/10-roslan.conflist"),
+            serde_json::to_vec_pretty(conflist).expect("serialise"),
+        )
+        .expect("write conflist");
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # Without it runc fails here (the sandbox's oom_score_adj -998 needs CAP_SYS_RESOURCE).
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{d}/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni-bin"
+    conf_dir = "{d}/net.d"
+    max_conf_num = 1
+"#
+        );
+        std::fs::write(cd.dir.join("config.toml"), config).expect("write config");
+        let log = std::fs::File::create(cd.dir.join("containerd.log")).expect("create log");
+        // nsenter --net (not `ip netns exec`, whose private mount namespace and /sys remount make
+        // runc fail with "no cgroup mount found in mountinfo" and would hide the sandboxes'
+        // namespace and rootfs mounts from the test).
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", lan.node.path()))
+            .arg("containerd")
+            .arg("--config")
+            .arg(cd.dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        cd.child = Some(child);
+        cd.cri(&["wait", "20"]);
+        let archive = cd.dir.join("pause.tar");
+        let mut build = Command::new(venv_python());
+        build
+            .arg(repo().join("tests/runtimes/pause_image.py"))
+            .arg(&archive)
+            .arg(PAUSE_IMAGE)
+            .arg(need("busybox", "busybox-static"));
+        run_ok(build, "build the pause image");
+        let mut import = Command::new("ctr");
+        import
+            .arg("--address")
+            .arg(&cd.socket)
+            .args(["--namespace", "k8s.io", "image", "import"])
+            .arg(&archive);
+        run_ok(import, "ctr image import");
+        cd.cri(&["image", PAUSE_IMAGE, "20"]);
+        cd
+    }
+
+    fn try_cri(&self, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(venv_python())
+            .arg(repo().join("tests/runtimes/cri_client.py"))
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            serde_json::from_str(stdout.trim()).map_err(|e| format!("{e}: {stdout}"))
+        } else {
+            Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// A CRI call; on failure, panics with containerd's log (which carries the plugin's stderr).
+    fn cri(&self, args: &[&str]) -> Value {
+        self.try_cri(args).unwrap_or_else(|err| {
+            panic!(
+                "CRI {} failed: {err}\n--- containerd log (tail) ---\n{}",
+                args.join(" "),
+                self.log_tail()
+            )
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let log = read(&self.dir.join("containerd.log"));
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// RunPodSandbox; returns the sandbox ID.
+    fn run_pod(&self, name: &str, namespace: &str, uid: &str) -> String {
+        let logdir = self.dir.join("podlogs").join(uid);
+        let reply = self.cri(&[
+            "run",
+            name,
+            namespace,
+            uid,
+            &logdir.to_string_lossy(),
+            &format!("/{}", self.cgroup),
+        ]);
+        let id = reply["id"].as_str().expect("sandbox id").to_string();
+        let status = self.status(&id);
+        if let Some(ns) = status["netns"].as_str() {
+            self.netns.borrow_mut().push(ns.to_string());
+        }
+        id
+    }
+
+    /// PodSandboxStatus (verbose: the netns path and containerd's copy of the CNI result).
+    fn status(&self, id: &str) -> Value {
+        self.cri(&["status", id])
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(list) = self.try_cri(&["list"]) {
+                for id in list["ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    let _ = self.try_cri(&["stop", id]);
+                    let _ = self.try_cri(&["remove", id]);
+                }
+            }
+            stop_child(&mut child, Duration::from_secs(5));
+        }
+        // Shims (and their pause processes) outlive containerd by design.
+        let socket = self.socket.to_string_lossy().into_owned();
+        kill_tree_matching(&["containerd-shim", &socket]);
+        unmount_under(&self.dir);
+        for ns in self.netns.borrow().iter() {
+            remove_netns_file(ns);
+        }
+        remove_cgroup(&self.cgroup);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn containerd_cri_sandboxes_get_lan_addresses_and_exchange_multicast() {
+    let lan = Lan::new();
+    let (conf, log) = logged_config(&lan, "1.0.0", ("10.77.3.10", "10.77.3.250"));
+    let containerd = Containerd::start(&lan, &conflist(&conf));
+
+    let pods = [("talker-0", "uid-talker-0"), ("listener-0", "uid-listener-0")];
+    let mut sandboxes = Vec::new();
+    for (name, uid) in pods {
+        let id = containerd.run_pod(name, "robots", uid);
+        let status = containerd.status(&id);
+        assert_eq!(status["state"], "SANDBOX_READY", "{status}");
+        let ip = status["ip"].as_str().unwrap_or_default().to_string();
+        assert!(ip.starts_with("10.77.3."), "the sandbox's IP is on the LAN: {status}");
+        let netns = status["netns"].as_str().unwrap_or_default().to_string();
+        assert!(
+            netns.starts_with("/var/run/netns/cni-"),
+            "containerd's sandbox namespace: {status}"
+        );
+        // containerd's own record of roslan's result.
+        let cni_eth0 = &status["cni_result"]["Interfaces"]["eth0"];
+        assert_eq!(cni_eth0["IPConfigs"][0]["IP"], ip.as_str(), "{status}");
+        assert_eq!(cni_eth0["IPConfigs"][0]["Gateway"], HOST_ADDR, "{status}");
+
+        // Inside the sandbox: a bridge-mode macvlan with that address, the MAC stableMac derives
+        // from the K8S_POD_NAMESPACE/K8S_POD_NAME containerd passes, and the multicast route.
+        let link = lan_link_at(&netns, "eth0");
+        assert_eq!(
+            (link.kind.as_str(), link.mode.as_str()),
+            ("macvlan", "bridge"),
+            "{link:?}"
+        );
+        assert_eq!(link.addrs, vec![format!("{ip}/16")], "{link:?}");
+        assert_eq!(
+            link.mac,
+            stable_mac(NETWORK, "robots", name),
+            "stableMac from containerd's CNI_ARGS"
+        );
+        assert_eq!(cni_eth0["Mac"], link.mac.as_str(), "{status}");
+        assert_multicast_route(&ip_json_at(&netns, &["-4", "route", "show"]), "eth0", name);
+        sandboxes.push((id, ip, netns));
+    }
+    assert_ne!(sandboxes[0].1, sandboxes[1].1, "distinct addresses");
+    let mut reserved: Vec<String> = sandboxes.iter().map(|s| s.1.clone()).collect();
+    reserved.sort();
+    assert_eq!(lan.reservations(NETWORK), reserved);
+
+    // Unpinned multicast, sandbox to sandbox and to a LAN host, both ways.
+    let (a, b) = (&sandboxes[0].2, &sandboxes[1].2);
+    let rx_b = Listener::start("listener-0", mcast_at(b, "recv", 5));
+    let rx_host = Receiver::start(&lan.host, GROUP, SPDP_PORT, 5, 3000);
+    run_ok(mcast_at(a, "send", 5), "mcast send in talker-0");
+    assert_eq!(rx_b.finish(), 5, "talker-0 -> listener-0");
+    assert_eq!(rx_host.finish().len(), 5, "talker-0 -> LAN host");
+    let rx_a = Listener::start("talker-0", mcast_at(a, "recv", 5));
+    run_ok(mcast_at(b, "send", 5), "mcast send in listener-0");
+    assert_eq!(rx_a.finish(), 5, "listener-0 -> talker-0");
+
+    // StopPodSandbox: DEL #1 (the namespace still exists); RemovePodSandbox: DEL #2 (CNI_NETNS
+    // empty). The CRI calls fail if a DEL fails, so their success is the runtime's verdict.
+    for (id, ip, netns) in &sandboxes {
+        containerd.cri(&["stop", id]);
+        assert!(!lan.reservations(NETWORK).contains(ip), "StopPodSandbox released {ip}");
+        assert!(!Path::new(netns).exists(), "containerd removed {netns}");
+        containerd.cri(&["remove", id]);
+        assert_eq!(
+            containerd.cri(&["list"])["ids"]
+                .as_array()
+                .map(|a| a.iter().any(|x| x == id.as_str())),
+            Some(false)
+        );
+    }
+    let log_text = read(&log);
+    for (id, _, _) in &sandboxes {
+        assert_logged(&log_text, id, 2);
+    }
+    assert!(lan.reservations(NETWORK).is_empty(), "no reservation left");
+    assert_eq!(
+        links_besides_lo(&lan.node),
+        vec![MASTER.to_string()],
+        "nothing left in the node"
+    );
+    // libcni's cache (containerd 1.6 cannot move it from /var/lib/cni): DEL removed our entries.
+    for (id, _, _) in &sandboxes {
+        let cached = Path::new("/var/lib/cni/results").join(format!("{NETWORK}-{id}-eth0"));
+        assert!(!cached.exists(), "{} left behind", cached.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// podman with the CNI backend
+// ---------------------------------------------------------------------------------------------
+
+/// Podman with an isolated containers.conf (CNI backend, roslan's bin dir, runc, cgroupfs, low
+/// ulimits, file locks), private --root/--runroot/tmp_dir, a rootfs that reuses the host's /usr,
+/// every command run in the LAN's node namespace. Dropping it removes every container, resets the
+/// private storage, and removes the namespaces and cgroups it created.
+struct Podman {
+    dir: PathBuf,
+    node: String,
+    cgroup: String,
+    netns: RefCell<Vec<String>>,
+}
+
+impl Podman {
+    fn new(lan: &Lan, conflist: &Value) -> Podman {
+        need("podman", "podman");
+        need("runc", "runc");
+        need("conmon", "conmon");
+        let podman = Podman {
+            dir: lan.dir().join("podman"),
+            node: lan.node.path(),
+            cgroup: format!("roslan-test-{}", unique()),
+            netns: RefCell::new(Vec::new()),
+        };
+        let d = podman.dir.display().to_string();
+        for sub in ["net.d", "cni-bin", "tmp", "home"] {
+            std::fs::create_dir_all(podman.dir.join(sub)).expect("create podman dirs");
+        }
+        std::os::unix::fs::symlink(roslan_bin(), podman.dir.join("cni-bin/roslan")).expect("link roslan");
+        std::fs::write(
+            podman.dir.join("net.d/ros-lan.conflist"),
+            serde_json::to_vec_pretty(conflist).expect("serialise"),
+        )
+        .expect("write conflist");
+        // crun refuses this cgroup layout and podman's default nofile/nproc (1048576) exceed the
+        // hard limits without CAP_SYS_RESOURCE; file locks keep podman out of /dev/shm.
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{d}/cni-bin"]
+network_config_dir = "{d}/net.d"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{d}/tmp/events.log"
+runtime = "runc"
+tmp_dir = "{d}/tmp"
+lock_type = "file"
+"#
+        );
+        std::fs::write(podman.dir.join("containers.conf"), conf).expect("write containers.conf");
+        // The rootfs: empty directories and the usr-merged symlinks; /usr comes from the host, read-only.
+        let rootfs = podman.dir.join("rootfs");
+        for sub in ["usr", "etc", "proc", "sys", "dev", "tmp", "run", "var", "root"] {
+            std::fs::create_dir_all(rootfs.join(sub)).expect("create rootfs");
+        }
+        for (link, target) in [
+            ("bin", "usr/bin"),
+            ("sbin", "usr/sbin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(target, rootfs.join(link)).expect("rootfs symlink");
+        }
+        podman
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let d = &self.dir;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.node))
+            .arg("podman")
+            .arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", d.join("home"))
+            .env("CONTAINERS_CONF", d.join("containers.conf"));
+        cmd
+    }
+
+    fn try_podman(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run podman")
+    }
+
+    fn podman(&self, args: &[&str]) -> String {
+        let out = self.try_podman(args);
+        assert!(
+            out.status.success(),
+            "podman {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a container on the roslan network that just waits; returns `podman inspect`.
+    fn run(&self, name: &str) -> Value {
+        let usr = "/usr:/usr:ro".to_string();
+        let mcast = format!("{}:/mcast:ro", workspace_bin("mcast").display());
+        let rootfs = self.dir.join("rootfs").to_string_lossy().into_owned();
+        let parent = format!("/{}", self.cgroup);
+        self.podman(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            NETWORK,
+            "--cgroup-parent",
+            &parent,
+            "-v",
+            &usr,
+            "-v",
+            &mcast,
+            "--rootfs",
+            &rootfs,
+            "/usr/bin/sleep",
+            "600",
+        ]);
+        let inspect: Value = serde_json::from_str(&self.podman(&["inspect", name])).expect("inspect JSON");
+        let inspect = inspect[0].clone();
+        if let Some(key) = inspect["NetworkSettings"]["SandboxKey"].as_str() {
+            self.netns.borrow_mut().push(key.to_string());
+        }
+        inspect
+    }
+
+    fn exec(&self, name: &str, program: &str, args: &[String]) -> Command {
+        let mut full = vec!["exec".to_string(), name.to_string(), program.to_string()];
+        full.extend(args.iter().cloned());
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        self.command(&refs)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.try_podman(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = self.try_podman(&["system", "reset", "--force"]);
+        let tmp = self.dir.display().to_string();
+        kill_tree_matching(&["conmon", &tmp]);
+        unmount_under(&self.dir);
+        for ns in self.netns.borrow().iter() {
+            remove_netns_file(ns);
+        }
+        remove_cgroup(&self.cgroup);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn podman_containers_on_a_roslan_network_exchange_multicast() {
+    let lan = Lan::new();
+    let (conf, log) = logged_config(&lan, "0.4.0", ("10.77.4.10", "10.77.4.250"));
+    let podman = Podman::new(&lan, &conflist(&conf));
+
+    let mut containers = Vec::new();
+    for name in ["talker", "listener"] {
+        let inspect = podman.run(name);
+        let id = inspect["Id"].as_str().unwrap_or_default().to_string();
+        let net = &inspect["NetworkSettings"]["Networks"][NETWORK];
+        let ip = net["IPAddress"].as_str().unwrap_or_default().to_string();
+        assert!(ip.starts_with("10.77.4."), "{name} is on the LAN: {net}");
+        assert_eq!(net["Gateway"], HOST_ADDR, "{net}");
+        // What the container sees: a bridge-mode macvlan with that address and the multicast route.
+        let addr = podman.exec(
+            name,
+            "/usr/sbin/ip",
+            &["-j".into(), "-d".into(), "addr".into(), "show".into(), "eth0".into()],
+        );
+        let addr: Value = serde_json::from_slice(&run_ok(addr, "ip addr in the container").stdout).expect("ip JSON");
+        assert_eq!(addr[0]["linkinfo"]["info_kind"], "macvlan", "{addr}");
+        assert_eq!(addr[0]["linkinfo"]["info_data"]["mode"], "bridge", "{addr}");
+        assert_eq!(addr[0]["address"], net["MacAddress"], "{addr}");
+        let inside: Vec<&str> = addr[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["scope"] == "global")
+            .filter_map(|a| a["local"].as_str())
+            .collect();
+        assert_eq!(inside, vec![ip.as_str()], "{addr}");
+        let routes = podman.exec(name, "/usr/sbin/ip", &["-j".into(), "-4".into(), "route".into()]);
+        let routes: Value =
+            serde_json::from_slice(&run_ok(routes, "ip route in the container").stdout).expect("ip JSON");
+        assert_multicast_route(&routes, "eth0", name);
+        containers.push((name, id, ip));
+    }
+    let mut reserved: Vec<String> = containers.iter().map(|c| c.2.clone()).collect();
+    reserved.sort();
+    assert_eq!(lan.reservations(NETWORK), reserved);
+
+    // The mcast helper runs inside the containers (bind-mounted, linked against the host's /usr).
+    let rx = Listener::start("listener", podman.exec("listener", "/mcast", &mcast_args("recv", 5)));
+    let rx_host = Receiver::start(&lan.host, GROUP, SPDP_PORT, 5, 3000);
+    run_ok(
+        podman.exec("talker", "/mcast", &mcast_args("send", 5)),
+        "mcast send in talker",
+    );
+    assert_eq!(rx.finish(), 5, "talker -> listener");
+    assert_eq!(rx_host.finish().len(), 5, "talker -> LAN host");
+    let rx = Listener::start("talker", podman.exec("talker", "/mcast", &mcast_args("recv", 5)));
+    run_ok(
+        podman.exec("listener", "/mcast", &mcast_args("send", 5)),
+        "mcast send in listener",
+    );
+    assert_eq!(rx.finish(), 5, "listener -> talker");
+
+    // Removing the containers runs podman's DEL (with the cached result as prevResult).
+    podman.podman(&["rm", "--force", "--time", "0", "talker", "listener"]);
+    let log_text = read(&log);
+    for (_, id, _) in &containers {
+        assert_logged(&log_text, id, 1);
+        // podman 4.3's libcni cache is /var/lib/cni/results too; the DEL removed our entries.
+        let cached = Path::new("/var/lib/cni/results").join(format!("{NETWORK}-{id}-eth0"));
+        assert!(!cached.exists(), "{} left behind", cached.display());
+    }
+    assert!(lan.reservations(NETWORK).is_empty(), "no reservation left");
+    for ns in podman.netns.borrow().iter() {
+        assert!(!Path::new(ns).exists(), "podman removed {ns}");
+    }
+    assert_eq!(
+        links_besides_lo(&lan.node),
+        vec![MASTER.to_string()],
+        "nothing left in the node"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multus-style delegation: cluster network as eth0 (ptp + host-local), roslan as net1
+// ---------------------------------------------------------------------------------------------
+
+const CLUSTER: &str = "k8s-pod-network";
+
+/// The cluster network as Calico's conflist would look to Multus: a point-to-point veth with
+/// host-local addresses and the pod's default route.
+fn cluster_network(lan: &Lan, version: &str) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": CLUSTER,
+        "plugins": [{
+            "type": "ptp",
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": lan.data_dir(),
+                "ranges": [[{"subnet": "10.244.0.0/24"}]],
+                "routes": [{"dst": "0.0.0.0/0"}]
+            }
+        }]
+    })
+}
+
+fn pod_ref<'a>(pod: &'a roslan_tests::Pod, name: &str) -> PodRef<'a> {
+    PodRef {
+        pod,
+        namespace: "robots".into(),
+        name: name.into(),
+        uid: format!("uid-{name}-{}", unique()),
+    }
+}
+
+fn invocation_trace(multus: &Multus<'_>) -> String {
+    multus
+        .invocations()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {} CNI_ARGS={} stdin={} -> {}",
+                i.command, i.plugin, i.ifname, i.args, i.stdin, i.reply
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts a dual-homed pod as Multus leaves it and returns net1's MAC.
+fn assert_dual_homed(lan: &Lan, pod: &PodRef<'_>, attachments: &[roslan_tests::multus::Attachment]) -> String {
+    let ns = &pod.pod.ns;
+    assert_eq!(attachments.len(), 2);
+    assert_eq!(
+        (attachments[0].ifname.as_str(), attachments[0].network.as_str()),
+        ("eth0", CLUSTER)
+    );
+    assert_eq!(
+        (attachments[1].ifname.as_str(), attachments[1].network.as_str()),
+        ("net1", NETWORK)
+    );
+    // eth0 keeps the only default route.
+    let routes = ns.routes("-4");
+    let defaults: Vec<&Value> = routes.iter().filter(|r| r["dst"] == "default").collect();
+    assert_eq!(defaults.len(), 1, "one default route: {routes:?}");
+    assert_eq!(defaults[0]["dev"], "eth0", "{routes:?}");
+    assert_eq!(defaults[0]["gateway"], "10.244.0.1", "{routes:?}");
+    assert!(
+        ns.addresses("eth0").iter().any(|a| a.starts_with("10.244.0.")),
+        "eth0 from the cluster network"
+    );
+    // net1: roslan's macvlan on the LAN, multicast routed through it without a gateway.
+    let result = &attachments[1].result;
+    let address = result["ips"][0]["address"].as_str().unwrap_or_default().to_string();
+    assert!(address.starts_with("10.77.1."), "{result}");
+    assert_eq!(ns.addresses("net1"), vec![address.clone()]);
+    let link = ns.link("net1").expect("net1");
+    assert_eq!(link["linkinfo"]["info_kind"], "macvlan");
+    assert_multicast_route(&Value::Array(routes.clone()), "net1", &pod.name);
+    let mac = link["address"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        mac,
+        stable_mac(NETWORK, &pod.namespace, &pod.name),
+        "stableMac from Multus' K8S_POD_*"
+    );
+    assert_eq!(result["interfaces"][0]["mac"], mac.as_str(), "{result}");
+    assert!(
+        lan.reservations(NETWORK)
+            .contains(&address.split('/').next().unwrap_or_default().to_string()),
+        "reserved"
+    );
+    mac
+}
+
+fn multus_pods_on_the_lan(version: &str, check: bool) {
+    let lan = Lan::new();
+    let multus = Multus::new(&lan.node, lan.dir());
+    let cluster = cluster_network(&lan, version);
+    let ros = lan.config(version);
+    let fail = |err: String| -> ! { panic!("{err}\n--- every call ---\n{}", invocation_trace(&multus)) };
+
+    let (sa, sb) = (lan.pod(), lan.pod());
+    let (a, b) = (pod_ref(&sa, "talker-0"), pod_ref(&sb, "listener-0"));
+    let mut macs = Vec::new();
+    for pod in [&a, &b] {
+        let attachments = multus.add(pod, &cluster, &[&ros]).unwrap_or_else(|e| fail(e));
+        macs.push(assert_dual_homed(&lan, pod, &attachments));
+        // libcni's cache: one file per attachment, the result inside.
+        for att in &attachments {
+            let file = multus.result_file(&att.network, &pod.pod.id, &att.ifname);
+            let cached: Value = serde_json::from_slice(&std::fs::read(&file).expect("cache file")).expect("JSON");
+            assert_eq!(cached["kind"], "cniCacheV1");
+            assert_eq!(cached["result"], att.result);
+        }
+        if check {
+            multus.check(pod).unwrap_or_else(|e| fail(e));
+        }
+    }
+    assert_ne!(macs[0], macs[1]);
+
+    let got = exchange(&sa.ns, &[&sb.ns, &lan.host], GROUP, SPDP_PORT, 5);
+    assert_eq!(
+        got,
+        vec![5, 5],
+        "talker -> listener and LAN host, out of net1 with eth0 the default"
+    );
+    let got = exchange(&sb.ns, &[&sa.ns], GROUP, SPDP_PORT, 5);
+    assert_eq!(got, vec![5], "listener -> talker");
+
+    let before = multus.invocations().len();
+    for pod in [&a, &b] {
+        multus.del(pod).unwrap_or_else(|e| fail(e));
+    }
+    // Reverse order, and prevResult on DEL exactly when libcni sends it (0.4.0 and later).
+    let dels: Vec<_> = multus.invocations()[before..].to_vec();
+    let order: Vec<(&str, &str)> = dels.iter().map(|i| (i.plugin.as_str(), i.ifname.as_str())).collect();
+    assert_eq!(
+        order,
+        vec![("roslan", "net1"), ("ptp", "eth0"), ("roslan", "net1"), ("ptp", "eth0")]
+    );
+    for del in &dels {
+        assert_eq!(del.command, "DEL");
+        let prev = del.stdin.get("prevResult");
+        assert_eq!(prev.is_some(), version != "0.3.1", "{}", del.stdin);
+        if let Some(prev) = prev {
+            let names: Vec<&str> = prev["interfaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["name"].as_str())
+                .collect();
+            assert!(
+                names.contains(&del.ifname.as_str()),
+                "the cached result of this attachment: {prev}"
+            );
+        }
+    }
+    for pod in [&a, &b] {
+        assert_eq!(
+            links_besides_lo(&pod.pod.ns),
+            Vec::<String>::new(),
+            "{} is empty",
+            pod.name
+        );
+    }
+    assert!(lan.reservations(NETWORK).is_empty(), "roslan's reservations released");
+    assert!(
+        lan.reservations(CLUSTER).is_empty(),
+        "the cluster network's reservations released"
+    );
+    assert_eq!(multus.cached_files(), Vec::<String>::new(), "the cache is empty");
+    assert_eq!(
+        links_besides_lo(&lan.node),
+        vec![MASTER.to_string()],
+        "no veth or macvlan left in the node"
+    );
+
+    // The same pod name in a new sandbox (a restarted pod): same MAC.
+    let sc = lan.pod();
+    let again = pod_ref(&sc, "talker-0");
+    let attachments = multus.add(&again, &cluster, &[&ros]).unwrap_or_else(|e| fail(e));
+    assert_eq!(
+        assert_dual_homed(&lan, &again, &attachments),
+        macs[0],
+        "stable across DEL and a new ADD"
+    );
+    multus.del(&again).unwrap_or_else(|e| fail(e));
+    assert!(lan.reservations(NETWORK).is_empty() && lan.reservations(CLUSTER).is_empty());
+    assert_eq!(links_besides_lo(&sc.ns), Vec::<String>::new());
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn multus_0_3_1_cluster_network_then_roslan_as_net1() {
+    // MicroK8s' Multus 3.9 and Calico both speak 0.3.1: no CHECK, no prevResult on DEL.
+    multus_pods_on_the_lan("0.3.1", false);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn multus_0_4_0_with_check_and_cached_results_on_del() {
+    multus_pods_on_the_lan("0.4.0", true);
+}
