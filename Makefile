@@ -19,6 +19,8 @@ PYTHON := $(VENV)/bin/python
 
 FUZZ_TARGETS := config cni_args environment store_record delegate_result
 FUZZ_RUNS ?= 20000
+# store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
+FUZZ_SLOW_DIVISOR ?= 10
 
 .PHONY: all build release test stress fuzz fuzz-smoke demo bench deps venv lint clean clean-netns
 
@@ -64,14 +66,14 @@ fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p tests/fuzz/corpus/$$t; \
-		runs=$(FUZZ_RUNS); [ $$t = store_record ] && runs=$$(( $(FUZZ_RUNS) / 10 )); \
+		runs=$(FUZZ_RUNS); [ $$t = store_record ] && runs=$$(( $(FUZZ_RUNS) / $(FUZZ_SLOW_DIVISOR) )); \
 		echo "fuzz $$t: $$runs inputs"; \
 		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t tests/fuzz/seeds/$$t -- \
 			-runs=$$runs -max_len=8192 -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==|thread|SUMMARY)|panicked' ; \
 		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 fuzz:
-	$(MAKE) fuzz-smoke FUZZ_RUNS=1000000
+	$(MAKE) fuzz-smoke FUZZ_RUNS=1000000 FUZZ_SLOW_DIVISOR=1
 
 ## stress: the long storm (randomized ADD/DEL/CHECK with kills) on top of the normal build.
 STORM_OPS ?= 2000

@@ -123,7 +123,7 @@ impl Request {
             )
         })?;
         let get = |name: &str| env(name).unwrap_or_default();
-        let request = Request {
+        let mut request = Request {
             command,
             container_id: get("CNI_CONTAINERID"),
             netns: get("CNI_NETNS"),
@@ -138,7 +138,19 @@ impl Request {
             netns_override: matches!(get("CNI_NETNS_OVERRIDE").as_str(), "1" | "true"),
         };
         request.validate()?;
+        request.forget_unused();
         Ok(Some(request))
+    }
+
+    /// VERSION, STATUS and GC concern no attachment, so CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME are not
+    /// validated for them; whatever a caller sets there anyway is dropped, so that no unvalidated name
+    /// can reach a path or a link name later (found by the `environment` fuzz target).
+    fn forget_unused(&mut self) {
+        if matches!(self.command, Command::Version | Command::Status | Command::Gc) {
+            self.container_id.clear();
+            self.netns.clear();
+            self.ifname.clear();
+        }
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -254,5 +266,20 @@ mod tests {
             ("CNI_IFNAME", "net1"),
         ]);
         assert_eq!(bad.unwrap_err().code(), 4);
+    }
+
+    #[test]
+    fn commands_without_an_attachment_drop_its_names() {
+        for command in ["GC", "STATUS", "VERSION"] {
+            let request = request(&[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", "../../x"),
+                ("CNI_NETNS", "/etc"),
+                ("CNI_IFNAME", "a/b:c\n"),
+            ])
+            .unwrap()
+            .unwrap();
+            assert!(request.container_id.is_empty() && request.netns.is_empty() && request.ifname.is_empty());
+        }
     }
 }
