@@ -5,6 +5,7 @@
 //! links the plugin's code, they only run its binary.
 
 pub mod bench;
+pub mod conformance;
 pub mod lan;
 pub mod multus;
 pub mod netns;
