@@ -120,10 +120,12 @@ fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<V
     }
     match request.command {
         Command::Add => {
+            conf.refuse_unsupported()?;
             fatal(problems)?;
             Ok(Some(commands::add::add(request, &conf)?.to_json(conf.version)))
         }
         Command::Check => {
+            conf.refuse_unsupported()?;
             fatal(problems)?;
             commands::check::check(request, &conf).map(|()| None)
         }
@@ -138,6 +140,7 @@ fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<V
             commands::del::del(request, &conf).map(|()| None)
         }
         Command::Status => {
+            conf.refuse_unsupported()?;
             fatal(problems)?;
             commands::status::status(request, &conf).map(|()| None)
         }

@@ -50,6 +50,15 @@ impl NetlinkError {
         self.errno == Some(errno as i32)
     }
 
+    /// A kernel refusal with `errno` and no message.
+    pub fn from_errno(errno: nix::errno::Errno) -> NetlinkError {
+        NetlinkError {
+            errno: Some(errno as i32),
+            ext_ack: None,
+            other: None,
+        }
+    }
+
     fn other(text: impl Into<String>) -> NetlinkError {
         NetlinkError {
             errno: None,
@@ -214,6 +223,8 @@ pub struct RouteSpec {
 pub const LOCAL_TABLE: u32 = 255;
 /// Metric of roslan's IPv6 multicast route: below the kernel's 256, so it wins the lookup.
 pub const MULTICAST6_METRIC: u32 = 128;
+/// The last metric a standby IPv6 multicast route may take (one per further roslan interface in a pod).
+pub const MULTICAST6_LAST_METRIC: u32 = 191;
 
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
@@ -515,6 +526,13 @@ impl Netlink<'_> {
         Ok(())
     }
 
+    /// Replaces a link's alias (IFLA_IFALIAS).
+    pub fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).alias(alias.to_string()).build();
+        self.exec(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
     /// Brings a link up.
     pub fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         self.exec(
@@ -630,7 +648,7 @@ impl Netlink<'_> {
     /// local table with a metric below the kernel's per-interface ones. Unpinned IPv6 sockets pick their
     /// interface by this lookup (for sending and for joins on interface 0), and the local table is
     /// consulted before the main one, so a main-table route would never be seen.
-    pub fn add_multicast6_route(&self, dst: IpNetwork, oif: u32) -> Result<(), NetlinkError> {
+    pub fn add_multicast6_route(&self, dst: IpNetwork, oif: u32, metric: u32) -> Result<(), NetlinkError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet6;
         msg.header.destination_prefix_length = dst.prefix();
@@ -641,7 +659,7 @@ impl Netlink<'_> {
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst.network())));
         msg.attributes.push(RouteAttribute::Oif(oif));
-        msg.attributes.push(RouteAttribute::Priority(MULTICAST6_METRIC));
+        msg.attributes.push(RouteAttribute::Priority(metric));
         self.exec(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,

@@ -55,11 +55,27 @@ pub fn resolve(dotted: &str, ifname: &str, device: &str) -> Key {
     key
 }
 
+/// The settings as they take effect for the link named `device`: keys resolved, and of several settings
+/// for one key (a ROS default under `IFNAME`, the user's under the literal interface name) only the
+/// last, which is the user's, so that CHECK compares against what ADD really wrote.
+fn effective<'a>(
+    settings: &'a [crate::config::Sysctl],
+    ifname: &str,
+    device: &str,
+) -> Vec<(Key, &'a crate::config::Sysctl)> {
+    let mut out: Vec<(Key, &crate::config::Sysctl)> = Vec::new();
+    for setting in settings {
+        let key = resolve(&setting.key, ifname, device);
+        out.retain(|(k, _)| *k != key);
+        out.push((key, setting));
+    }
+    out
+}
+
 /// Writes every setting for the link named `device`. A default the kernel lacks (IPv6 disabled at
 /// boot, an older kernel) is skipped; a setting the user asked for must exist.
 pub fn apply(settings: &[crate::config::Sysctl], ifname: &str, device: &str) -> Result<(), Error> {
-    for setting in settings {
-        let key = resolve(&setting.key, ifname, device);
+    for (key, setting) in effective(settings, ifname, device) {
         if !setting.explicit && !key.path().exists() {
             continue;
         }
@@ -79,20 +95,17 @@ pub fn apply(settings: &[crate::config::Sysctl], ifname: &str, device: &str) -> 
 
 /// Settings whose value in the pod differs from the configured one, as "key: want X, found Y".
 pub fn differences(settings: &[crate::config::Sysctl], ifname: &str) -> Vec<String> {
-    settings
-        .iter()
-        .filter_map(|setting| {
-            let key = resolve(&setting.key, ifname, ifname);
-            match read(&key) {
-                Ok(found) if found.split_whitespace().eq(setting.value.split_whitespace()) => None,
-                Ok(found) => Some(format!(
-                    "sysctl {} is {found}, configured {}",
-                    key.dotted(),
-                    setting.value
-                )),
-                Err(_) if !setting.explicit => None,
-                Err(err) => Some(format!("sysctl {} cannot be read: {err}", key.dotted())),
-            }
+    effective(settings, ifname, ifname)
+        .into_iter()
+        .filter_map(|(key, setting)| match read(&key) {
+            Ok(found) if found.split_whitespace().eq(setting.value.split_whitespace()) => None,
+            Ok(found) => Some(format!(
+                "sysctl {} is {found}, configured {}",
+                key.dotted(),
+                setting.value
+            )),
+            Err(_) if !setting.explicit => None,
+            Err(err) => Some(format!("sysctl {} cannot be read: {err}", key.dotted())),
         })
         .collect()
 }

@@ -176,6 +176,19 @@ fn errors_carry_spec_codes_and_leave_nothing() {
     let not_netns = Call::roslan("ADD", &pod.id, "/etc/hostname", "net1", &conf);
     assert_error(&lan.call(&not_netns), 4, "not a network namespace");
 
+    let mut bad_dns = conf.clone();
+    bad_dns["dns"] = json!({"nameservers": "10.0.0.53"});
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &bad_dns));
+    assert_error(&reply, 7, "dns.nameservers");
+
+    // A key roslan cannot honour refuses ADD (code 2), but never the DEL a runtime sends after it.
+    let mut in_container = conf.clone();
+    in_container["linkInContainer"] = json!(true);
+    let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net1", &in_container));
+    assert_error(&reply, 2, "linkInContainer");
+    let reply = lan.call(&Call::roslan("DEL", &pod.id, &pod.path(), "net1", &in_container));
+    assert_eq!(reply.status, 0, "DEL ignores what it does not need: {reply}");
+
     assert!(!pod.ns.has_link("net1"), "failed ADDs leave no link");
     assert!(
         lan.reservations("ros-lan").is_empty(),
@@ -235,4 +248,14 @@ fn validate_reports_every_problem_without_a_pod() {
     assert_eq!(code, Some(0), "{text}");
     let (code, _) = run("not json");
     assert_eq!(code, Some(1));
+    let (code, text) = run(
+        r#"{"cniVersion":"0.3.1","name":"x","type":"roslan","linkInContainer":true,
+        "ipam":{"type":"host-local","subnet":"10.0.0.0/24","probeTimeoutMs":50}}"#,
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("linkInContainer") && text.contains("CNI code 2"),
+        "{text}"
+    );
+    assert!(text.contains("probeTimeoutMs is ignored"), "{text}");
 }

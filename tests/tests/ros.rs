@@ -214,6 +214,19 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
         })
         .collect();
     assert_eq!(exchange(&control[0].ns, &[&control[1].ns], "ff15::1", 7400, 3), vec![0]);
+
+    // The kernel's own per-interface ff00::/8 route (metric 256) is no substitute: CHECK notices.
+    let pod = lan.dual_homed_pod();
+    add_ipv6_to_eth0(&lan, &pod, 5);
+    let result = lan.add(&pod, "net1", &conf);
+    pod.ns.ip(&[
+        "-6", "route", "del", "ff00::/8", "dev", "net1", "table", "local", "metric", "128",
+    ]);
+    let reply = check(&lan, &pod, &conf, &result);
+    assert!(
+        reply.msg().contains("multicast route ff00::/8 dev net1 is missing"),
+        "{reply}"
+    );
 }
 
 #[test]
@@ -268,6 +281,15 @@ fn sysctls_ros_defaults_overrides_and_refusals() {
     );
     assert_eq!(pod.ns.sysctl("net.ipv4.conf.net1.force_igmp_version"), "2");
     assert_eq!(check(&lan, &pod, &custom, &result).status, 0);
+
+    // The interface's own name overrides the IFNAME default just as well, for ADD and for CHECK.
+    let mut literal = lan.config("1.0.0");
+    literal["sysctl"] = json!({"net.ipv4.conf.net1.rp_filter": 0});
+    let pod = lan.pod();
+    let result = lan.add(&pod, "net1", &literal);
+    assert_eq!(pod.ns.sysctl("net.ipv4.conf.net1.rp_filter"), "0");
+    let reply = check(&lan, &pod, &literal, &result);
+    assert_eq!(reply.status, 0, "{reply}");
 
     for (key, needle) in [
         ("net.core.rmem_max", "host-wide"),

@@ -289,6 +289,10 @@ fn check_config(config: Option<(&Path, &[u8])>, out: &mut Vec<Finding>) -> Optio
             return None;
         }
     };
+    if let Err(err) = conf.refuse_unsupported() {
+        out.push(Finding::fail("config", format!("{}: {err}", path.display()), extract));
+        return None;
+    }
     let what = format!(
         "network {:?} (cniVersion {}, type {:?}) from {}",
         conf.name,

@@ -30,11 +30,16 @@ pub fn run(args: &[String]) -> i32 {
     for problem in &problems {
         println!("error: {problem}");
     }
-    if problems.is_empty() {
+    let unsupported = conf.refuse_unsupported().err();
+    if let Some(err) = &unsupported {
+        println!("error: {err} (CNI code {})", err.code());
+    }
+    let count = problems.len() + usize::from(unsupported.is_some());
+    if count == 0 {
         println!("ok: network {:?}, cniVersion {}", conf.name, conf.version);
         0
     } else {
-        println!("{} problem(s)", problems.len());
+        println!("{count} problem(s)");
         1
     }
 }

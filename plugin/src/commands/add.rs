@@ -22,6 +22,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 
 use super::{Attachment, resolve_master};
@@ -31,7 +32,10 @@ use crate::error::Error;
 use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
 use crate::mac::Mac;
-use crate::netlink::{LOCAL_TABLE, Link, MULTICAST6_METRIC, MacvlanSpec, Netlink, RouteSpec, Runtime, SCOPE_LINK};
+use crate::netlink::{
+    LOCAL_TABLE, Link, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, MacvlanSpec, Netlink, NetlinkError, RouteSpec,
+    Runtime, SCOPE_LINK,
+};
 use crate::netns::Netns;
 use crate::sysctl::{self, Key};
 use crate::{arp, debug, fault, info, warn};
@@ -357,7 +361,8 @@ fn configure(
     netns.run(|| set_sysctls(conf, &request.ifname, &attachment.temp_name, has_v6, dad))??;
     fault::point("add:sysctls");
     let exclusive = plan_exclusive(pod, conf, link.index)?;
-    let alias = attachment.alias(&exclusive.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>());
+    let cleared: Vec<String> = exclusive.iter().map(|(name, _)| name.clone()).collect();
+    let alias = attachment.alias(conf.multicast.exclusive.then_some(cleared.as_slice()));
     watch.lap("sysctl");
 
     let mut ips = assigned.ips.clone();
@@ -598,8 +603,10 @@ fn wait_for_dad(
     }
 }
 
-/// IPAM routes (with the range's gateway when they name none, except multicast destinations), then
-/// the multicast routes, `dev <ifname> scope link`.
+/// IPAM routes (with the range's gateway when they name none), then the multicast routes, never with a
+/// gateway: those of `multicast.routes` and any multicast destination the IPAM listed, which is why the
+/// two are merged (an IPv6 one must go to the local table, not to the main table where the IPAM's
+/// would land).
 fn add_routes(
     pod: &Netlink<'_>,
     request: &Request,
@@ -614,19 +621,19 @@ fn add_routes(
             .find(|ip| ip.address.is_ipv4() == v4)
             .and_then(|ip| ip.gateway)
     };
+    let mut multicast: Vec<IpNetwork> = Vec::new();
     for route in ipam_routes {
-        let multicast = is_multicast_prefix(&route.dst);
-        let gateway = if multicast {
-            None
-        } else {
-            route.gw.or_else(|| gateway_for(route.dst.is_ipv4()))
-        };
+        if is_multicast_prefix(&route.dst) {
+            multicast.push(route.dst);
+            continue;
+        }
+        let gateway = route.gw.or_else(|| gateway_for(route.dst.is_ipv4()));
         let spec = RouteSpec {
             dst: route.dst,
             gateway,
             oif: link.index,
         };
-        pod.add_route(&spec, multicast).map_err(Error::netlink(format!(
+        pod.add_route(&spec, false).map_err(Error::netlink(format!(
             "add route {} via {}",
             route.dst, request.ifname
         )))?;
@@ -634,27 +641,24 @@ fn add_routes(
         reported.scope = gateway.is_none().then_some(SCOPE_LINK);
         routes.push(reported);
     }
+    multicast.extend(conf.multicast.routes.iter().copied());
     let has_v6 = ips.iter().any(|ip| ip.address.is_ipv6());
-    for dst in &conf.multicast.routes {
-        if routes.iter().any(|r| r.dst == *dst) {
+    for dst in multicast {
+        if routes.iter().any(|r| r.dst == dst) {
             continue;
         }
-        let mut reported = Route::new(*dst, None);
+        let mut reported = Route::new(dst, None);
         if dst.is_ipv6() {
             // Only an interface with an IPv6 address of its own should carry the pod's IPv6 multicast.
             if !has_v6 {
                 continue;
             }
-            pod.add_multicast6_route(*dst, link.index)
-                .map_err(Error::netlink(format!(
-                    "add IPv6 multicast route {dst} dev {}",
-                    request.ifname
-                )))?;
+            let metric = add_multicast6_route(pod, dst, link, &request.ifname)?;
             reported.table = Some(LOCAL_TABLE);
-            reported.priority = Some(MULTICAST6_METRIC);
+            reported.priority = Some(metric);
         } else {
             let spec = RouteSpec {
-                dst: *dst,
+                dst,
                 gateway: None,
                 oif: link.index,
             };
@@ -673,4 +677,31 @@ fn add_routes(
         routes.push(reported);
     }
     Ok(routes)
+}
+
+/// The IPv6 multicast route, at the first free metric from [`MULTICAST6_METRIC`]: another roslan
+/// interface in the pod may hold the first (a pod on two LANs), and this one then waits behind it as a
+/// standby, as IPv4's appended route does. Equal metrics would make the kernel rotate between them.
+fn add_multicast6_route(pod: &Netlink<'_>, dst: IpNetwork, link: &Link, ifname: &str) -> Result<u32, Error> {
+    for metric in MULTICAST6_METRIC..=MULTICAST6_LAST_METRIC {
+        match pod.add_multicast6_route(dst, link.index, metric) {
+            Ok(()) => {
+                if metric > MULTICAST6_METRIC {
+                    warn!(
+                        "another interface in the pod already routes {dst}; {ifname}'s route is a standby (metric {metric})"
+                    );
+                }
+                return Ok(metric);
+            }
+            Err(err) if err.is(Errno::EEXIST) => continue,
+            Err(err) => {
+                return Err(Error::netlink(format!("add IPv6 multicast route {dst} dev {ifname}"))(
+                    err,
+                ));
+            }
+        }
+    }
+    Err(Error::netlink(format!("add IPv6 multicast route {dst} dev {ifname}"))(
+        NetlinkError::from_errno(Errno::EEXIST),
+    ))
 }

@@ -13,7 +13,7 @@ use crate::cni::{CniArgs, Request};
 use crate::config::{NetConf, is_multicast_prefix};
 use crate::error::Error;
 use crate::ipam;
-use crate::netlink::{LOCAL_TABLE, MAIN_TABLE, Runtime};
+use crate::netlink::{LOCAL_TABLE, MAIN_TABLE, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, RouteEntry, Runtime};
 use crate::netns::Netns;
 use crate::sysctl;
 
@@ -111,9 +111,17 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
     }
     for dst in multicast {
         let table = if dst.is_ipv4() { MAIN_TABLE } else { LOCAL_TABLE };
+        // The kernel keeps its own `multicast ff00::/8` route per IPv6 interface (metric 256), which
+        // loses to other interfaces' routes; only roslan's metrics make unpinned multicast use ours.
+        let ours_v6 = |r: &&RouteEntry| {
+            dst.is_ipv4()
+                || r.priority
+                    .is_some_and(|p| (MULTICAST6_METRIC..=MULTICAST6_LAST_METRIC).contains(&p))
+        };
         let on_link: Vec<_> = routes
             .iter()
             .filter(|r| r.table == table && r.dst == *dst && r.oif == Some(link.index))
+            .filter(ours_v6)
             .collect();
         if on_link.is_empty() {
             wrong.push(format!("multicast route {dst} dev {} is missing", link.name));

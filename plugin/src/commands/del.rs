@@ -11,7 +11,7 @@
 
 use nix::errno::Errno;
 
-use super::{Attachment, cleared_by};
+use super::{Attachment, cleared_by, is_exclusive, with_cleared};
 use crate::cni::Request;
 use crate::config::NetConf;
 use crate::error::Error;
@@ -35,9 +35,39 @@ pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
 }
 
 /// Gives back IFF_MULTICAST to the interfaces this attachment's ADD took it from (`multicast.exclusive`,
-/// recorded in the link's alias). Best-effort: an interface that is gone needs nothing.
-fn restore_multicast_flags(pod: &Netlink<'_>, link: &Link) {
-    for name in cleared_by(link) {
+/// recorded in the link's alias), unless another roslan attachment in the pod also wants exclusivity:
+/// then the list passes to that link's alias and its DEL restores them, so a pod on two LANs keeps
+/// eth0 out of DDS' way until the last one leaves. Best-effort: an interface that is gone needs nothing.
+fn release_multicast_flags(pod: &Netlink<'_>, link: &Link) {
+    let names = cleared_by(link);
+    if names.is_empty() {
+        return;
+    }
+    let heir = pod
+        .links()
+        .ok()
+        .and_then(|links| links.into_iter().find(|l| l.index != link.index && is_exclusive(l)));
+    if let Some(heir) = heir {
+        let mut list = cleared_by(&heir);
+        list.extend(names.iter().filter(|n| !list.contains(n)).cloned().collect::<Vec<_>>());
+        let alias = with_cleared(heir.alias.as_deref().unwrap_or_default(), &list);
+        match pod.set_alias(heir.index, &alias) {
+            Ok(()) => {
+                info!(
+                    "{} stays without multicast: {} still wants exclusivity",
+                    names.join(","),
+                    heir.name
+                );
+                return;
+            }
+            Err(err) => warn!(
+                "could not hand {} over to {}: {err}; restoring them",
+                names.join(","),
+                heir.name
+            ),
+        }
+    }
+    for name in names {
         if let Ok(Some(other)) = pod.link_by_name(&name)
             && !other.multicast
         {
@@ -80,7 +110,7 @@ fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatc
             );
             continue;
         }
-        restore_multicast_flags(&pod, &link);
+        release_multicast_flags(&pod, &link);
         match pod.delete_link(link.index) {
             Ok(()) => {
                 info!("deleted {name}");

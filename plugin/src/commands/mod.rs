@@ -69,20 +69,19 @@ impl Attachment {
         }
     }
 
-    /// The alias for this attachment's link, recording the interfaces whose multicast flag ADD cleared.
-    pub fn alias(&self, cleared: &[String]) -> String {
-        let mut alias = format!(
+    /// The alias for this attachment's link. With `multicast.exclusive`, `cleared` is the list of
+    /// interfaces whose multicast flag ADD cleared, written even when empty: the key marks the link as
+    /// one that wants exclusivity, which DEL of another attachment in the same pod needs to know.
+    pub fn alias(&self, cleared: Option<&[String]>) -> String {
+        let alias = format!(
             "{ALIAS_PREFIX}net={} {}",
             self.network.chars().take(64).collect::<String>(),
             self.cid_token()
         );
-        if !cleared.is_empty() {
-            alias.push_str(&format!(" mcast-off={}", cleared.join(",")));
+        match cleared {
+            Some(cleared) => with_cleared(&alias, cleared),
+            None => alias,
         }
-        if alias.len() > ALIAS_MAX {
-            alias.truncate(ALIAS_MAX);
-        }
-        alias
     }
 
     /// True if `link` is this attachment's (by alias), or its not-yet-renamed temporary link.
@@ -107,9 +106,34 @@ pub fn is_roslan_link(link: &Link) -> bool {
 pub fn cleared_by(link: &Link) -> Vec<String> {
     link.alias
         .as_deref()
-        .and_then(|alias| alias.split(' ').find_map(|t| t.strip_prefix("mcast-off=")))
+        .and_then(|alias| alias.split(' ').find_map(|t| t.strip_prefix(MCAST_OFF)))
         .map(|names| names.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// True if `link` is a roslan link added with `multicast.exclusive`.
+pub fn is_exclusive(link: &Link) -> bool {
+    is_roslan_link(link)
+        && link
+            .alias
+            .as_deref()
+            .is_some_and(|alias| alias.split(' ').any(|t| t.starts_with(MCAST_OFF)))
+}
+
+const MCAST_OFF: &str = "mcast-off=";
+
+/// `alias` with its `mcast-off=` list replaced by `cleared` (kept within IFALIASZ).
+pub fn with_cleared(alias: &str, cleared: &[String]) -> String {
+    let mut out: String = alias
+        .split(' ')
+        .filter(|t| !t.starts_with(MCAST_OFF))
+        .collect::<Vec<_>>()
+        .join(" ");
+    out.push_str(&format!(" {MCAST_OFF}{}", cleared.join(",")));
+    if out.len() > ALIAS_MAX {
+        out.truncate(ALIAS_MAX);
+    }
+    out
 }
 
 /// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with

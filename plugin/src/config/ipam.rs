@@ -193,7 +193,9 @@ pub fn parse(
                 .unwrap_or(DEFAULT_PROBE_TIMEOUT_MS),
         ),
         _ => {
-            ipam.allow(&["probeTimeoutMs"]);
+            if ipam.get("probeTimeoutMs").is_some() {
+                warnings.push("ipam.probeTimeoutMs is ignored: it applies only with \"probe\": true".into());
+            }
             None
         }
     };

@@ -112,6 +112,9 @@ pub struct NetConf {
     pub requested_ips: Vec<IpAddr>,
     /// Unknown keys, with a suggestion, to be logged.
     pub warnings: Vec<String>,
+    /// A key roslan knows but cannot honour, with the reason: ADD, CHECK and STATUS refuse it (code 2);
+    /// DEL and GC ignore it, so an attachment made by a plugin that honoured it can still be cleaned up.
+    pub unsupported: Option<(String, String)>,
 }
 
 /// Why a foreign key is meaningless for roslan, for the few that users commonly carry over.
@@ -229,14 +232,13 @@ impl NetConf {
         let bc_queue_len = obj
             .integer("bcqueuelen", 1, u64::from(u32::MAX), &mut problems)
             .map(|m| m as u32);
-        if obj.boolean("linkInContainer", &mut problems) == Some(true) {
-            return Err(Error::UnsupportedField {
-                key: "linkInContainer".into(),
-                why:
-                    "roslan creates the macvlan on a master in the node's namespace; remove the key or set it to false"
-                        .into(),
-            });
-        }
+        let unsupported = (obj.boolean("linkInContainer", &mut problems) == Some(true)).then(|| {
+            (
+                "linkInContainer".to_string(),
+                "roslan creates the macvlan on a master in the node's namespace; remove the key or set it to false"
+                    .to_string(),
+            )
+        });
 
         let mac_of = |obj: &mut Obj<'_>, key: &'static str, problems: &mut Problems| -> Option<Mac> {
             let mac: Mac = obj.parsed(key, "a MAC address such as \"02:00:00:00:00:01\"", problems)?;
@@ -290,7 +292,7 @@ impl NetConf {
         let sysctls = ros::parse_sysctls(&mut obj, &mut problems);
         let stable_mac = obj.boolean("stableMac", &mut problems).unwrap_or(true);
 
-        let dns = obj.get("dns").map(Dns::from_json).unwrap_or_default();
+        let dns = parse_dns(&mut obj, &mut problems);
         let log_file = obj
             .string("logFile", &mut problems)
             .filter(|p| !p.is_empty())
@@ -339,18 +341,38 @@ impl NetConf {
             prev_result,
             requested_ips,
             warnings,
+            unsupported,
         };
         Ok((conf, problems.0))
     }
 
-    /// Parses for ADD and CHECK: any problem is fatal.
-    pub fn parse_strict(value: &Value) -> Result<NetConf, Error> {
-        let (conf, problems) = NetConf::parse(value)?;
-        if problems.is_empty() {
-            Ok(conf)
-        } else {
-            Err(Error::Config(problems))
+    /// Refuses a configuration with a key roslan cannot honour (see [`NetConf::unsupported`]).
+    pub fn refuse_unsupported(&self) -> Result<(), Error> {
+        match &self.unsupported {
+            Some((key, why)) => Err(Error::UnsupportedField {
+                key: key.clone(),
+                why: why.clone(),
+            }),
+            None => Ok(()),
         }
+    }
+}
+
+/// `dns`, copied into the result: checked here, because a runtime that gets a malformed value back
+/// fails far from the cause (or silently gives the pod no resolver settings).
+fn parse_dns(obj: &mut Obj<'_>, problems: &mut Problems) -> Dns {
+    let Some(mut dns) = obj.object("dns", problems) else {
+        return Dns::default();
+    };
+    let mut list = |key: &'static str| dns.parsed_list::<String>(key, "a string", problems).unwrap_or_default();
+    let nameservers = list("nameservers");
+    let search = list("search");
+    let options = list("options");
+    Dns {
+        nameservers,
+        search,
+        options,
+        domain: dns.string("domain", problems).filter(|d| !d.is_empty()),
     }
 }
 
