@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release test stress fuzz fuzz-smoke demo bench deps venv lint clean clean-netns
+.PHONY: all build release test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -76,13 +76,25 @@ fuzz:
 	$(MAKE) fuzz-smoke FUZZ_RUNS=1000000 FUZZ_SLOW_DIVISOR=1
 
 ## stress: the long storm (randomized ADD/DEL/CHECK with kills) on top of the normal build.
-STORM_OPS ?= 2000
+STORM_OPS ?= 10000
 stress: deps
 	@if [ "$(ROOT)" != 0 ]; then echo "make stress needs root (it creates network namespaces)"; exit 1; fi
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	ROSLAN_STORM_OPS=$(STORM_OPS) $(CARGO) test -p roslan-tests $(ROOT_FEATURES) --test storm -- --nocapture
 	@$(MAKE) --no-print-directory clean-netns
+
+## conformance: score roslan and the reference plugins with cni-conformance; refreshes docs/conformance.md.
+CONFORMANCE_RUNS := roslan:target/debug/roslan reference:/usr/lib/cni/macvlan reference-multicast:/usr/lib/cni/macvlan
+conformance: deps venv
+	@if [ "$(ROOT)" != 0 ]; then echo "make conformance needs root (it creates network namespaces)"; exit 1; fi
+	$(CARGO) build --workspace --all-targets
+	@for run in $(CONFORMANCE_RUNS); do \
+		name=$${run%%:*}; plugin=$${run#*:}; \
+		target/debug/cni-conformance --plugin $$plugin --config tests/conformance/$$name.json --markdown 2>/dev/null \
+			| $(PYTHON) tests/conformance/splice.py docs/conformance.md scorecard-$$name || exit 1; \
+		echo "scored $$name"; \
+	done
 
 ## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins.
 demo: deps release

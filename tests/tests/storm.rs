@@ -112,7 +112,14 @@ fn storm_of_add_del_check_with_kills() {
                 for (i, pod) in pods.iter().enumerate() {
                     for addr in pod.ns.addresses("net1") {
                         let ip = addr.split('/').next().unwrap().to_string();
-                        if let Some(other) = seen.insert(ip.clone(), i) {
+                        // The scan reads one pod after the other, so an address can move from a pod
+                        // read earlier to one read later between the two reads. Read both again: if
+                        // each still holds it, neither can have given it up in between (the other
+                        // held it all along), so they held it at the same time.
+                        if let Some(other) = seen.insert(ip.clone(), i)
+                            && pods[other].ns.addresses("net1").contains(&addr)
+                            && pod.ns.addresses("net1").contains(&addr)
+                        {
                             violations
                                 .lock()
                                 .unwrap()
