@@ -152,6 +152,35 @@ impl Lan {
         pod
     }
 
+    /// A dual-homed pod ([`Lan::dual_homed_pod`]) whose eth0 also has IPv6, as a dual-stack cluster
+    /// network gives: `fd00:244:<i>::2/64` on eth0 and the IPv6 default route via `fd00:244:<i>::1` in the
+    /// overlay (which forwards nothing). Addresses are added without DAD, so they are usable at once.
+    pub fn dual_homed_pod_ipv6(&self) -> Pod {
+        let pod = self.dual_homed_pod();
+        let i = pod
+            .ns
+            .addresses("eth0")
+            .iter()
+            .find_map(|a| a.strip_prefix("10.244.")?.split('.').next()?.parse::<u32>().ok())
+            .expect("the dual-homed pod's eth0 address 10.244.<i>.2");
+        let peer = format!("ov{i}");
+        pod.ns
+            .ip(&["addr", "add", &format!("fd00:244:{i}::2/64"), "dev", "eth0", "nodad"]);
+        self.overlay
+            .ip(&["addr", "add", &format!("fd00:244:{i}::1/64"), "dev", &peer, "nodad"]);
+        pod.ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("fd00:244:{i}::1"),
+            "dev",
+            "eth0",
+        ]);
+        pod
+    }
+
     /// A roslan configuration for this LAN: master `lan0`, host-local IPAM in the LAN's directory,
     /// addresses 10.77.1.10-10.77.1.250.
     pub fn config(&self, version: &str) -> Value {

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod dds;
 pub mod lan;
 pub mod multus;
 pub mod netns;
