@@ -136,6 +136,15 @@ impl Netns {
             .and_then(|v| v.get(0).cloned())
     }
 
+    /// True if the link `dev` has `flag` (as `ip link` names it: `MULTICAST`, `UP`, ...); panics if the link
+    /// is missing, which in a test is a failure in itself.
+    pub fn has_flag(&self, dev: &str, flag: &str) -> bool {
+        let link = self.link(dev).unwrap_or_else(|| panic!("no {dev} in {}", self.name));
+        link["flags"]
+            .as_array()
+            .is_some_and(|flags| flags.iter().any(|f| f == flag))
+    }
+
     /// Addresses (`a.b.c.d/p`) on a link, of both families, link-local excluded.
     pub fn addresses(&self, dev: &str) -> Vec<String> {
         let out = self.try_ip(&["-j", "addr", "show", "dev", dev]);

@@ -14,37 +14,16 @@
 //! The only DDS configuration anywhere is `<Transport>udp6</Transport>` in the IPv6 test: Cyclone speaks
 //! IPv4 unless told otherwise, and no CNI plugin can tell it.
 
+use roslan_tests::Lan;
 use roslan_tests::dds::{Chatter, Ddsperf, UDP6_URI, cyclone_selection, namespace_state, require_peers};
 use roslan_tests::netns::Netns;
-use roslan_tests::{Call, Lan, Pod, reference_bin};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A LAN for one test, after checking that ddsperf and the venv are there (a missing peer fails the
 /// test with the fix; it never skips it).
 fn lan() -> Lan {
     require_peers();
     Lan::new()
-}
-
-/// Whether `dev` in `ns` has IFF_MULTICAST.
-fn multicast_flag(ns: &Netns, dev: &str) -> bool {
-    let link = ns.link(dev).unwrap_or_else(|| panic!("{dev} missing in {}", ns.name()));
-    link["flags"]
-        .as_array()
-        .is_some_and(|flags| flags.contains(&json!("MULTICAST")))
-}
-
-/// Attaches `pod` with the reference macvlan (+ host-local from the configuration).
-fn reference_add(lan: &Lan, pod: &Pod, conf: &Value) {
-    let reply = lan.call(&Call::new(
-        reference_bin("macvlan"),
-        "ADD",
-        &pod.id,
-        &pod.path(),
-        "net1",
-        conf,
-    ));
-    assert_eq!(reply.status, 0, "reference ADD failed: {reply}");
 }
 
 /// Cyclone's selection in `ns` must be `want`, with the candidates in the message.
@@ -124,7 +103,7 @@ fn dual_homed_pods_discover_each_other_over_net1() {
     assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
     for pod in [&a, &b] {
         assert!(
-            !multicast_flag(&pod.ns, "eth0"),
+            !pod.ns.has_flag("eth0", "MULTICAST"),
             "multicast.exclusive clears eth0's flag"
         );
         assert_cyclone_picks(&pod.ns, false, "net1", "roslan's pod");
@@ -194,7 +173,7 @@ fn ipv6_dual_stack_pods_discover_each_other_over_net1() {
                 .any(|l| l.contains("ff00::/8 dev net1") && l.contains("metric 128")),
             "roslan's IPv6 multicast route ahead of the kernel's per-interface ones:\n{local}"
         );
-        assert!(!multicast_flag(&pod.ns, "eth0"));
+        assert!(!pod.ns.has_flag("eth0", "MULTICAST"));
         assert_cyclone_picks(&pod.ns, true, "net1", "roslan's dual-stack pod, udp6");
     }
     assert_dds_works(&a.ns, &b.ns, "IPv6 (udp6) dual-homed pods", Some(UDP6_URI));
@@ -213,8 +192,8 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_dual_homed_po
     let lan = lan();
     let conf = lan.reference_config("0.3.1");
     let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    reference_add(&lan, &a, &conf);
-    reference_add(&lan, &b, &conf);
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
     let route = a.ns.routes("-4").into_iter().find(|r| r["dst"] == "224.0.0.0/4");
     assert_eq!(
         route.as_ref().map(|r| r["gateway"].clone()),
@@ -240,14 +219,14 @@ fn reference_plugins_without_a_route_discover_nothing_in_dual_homed_pods() {
     let mut conf = lan.reference_config("0.3.1");
     conf["ipam"].as_object_mut().expect("ipam").remove("routes");
     let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    reference_add(&lan, &a, &conf);
-    reference_add(&lan, &b, &conf);
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
     for pod in [&a, &b] {
         assert!(
             !pod.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"),
             "no multicast route"
         );
-        assert!(multicast_flag(&pod.ns, "eth0") && multicast_flag(&pod.ns, "net1"));
+        assert!(pod.ns.has_flag("eth0", "MULTICAST") && pod.ns.has_flag("net1", "MULTICAST"));
         assert_cyclone_picks(&pod.ns, false, "eth0", "the reference's dual-homed pod, no route");
     }
     assert_dds_isolated(&a.ns, &b.ns, "reference without route, dual-homed pods", None);
@@ -265,8 +244,8 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_single_homed_
     let lan = lan();
     let conf = lan.reference_config("0.3.1");
     let (a, b) = (lan.pod(), lan.pod());
-    reference_add(&lan, &a, &conf);
-    reference_add(&lan, &b, &conf);
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
     for pod in [&a, &b] {
         assert_cyclone_picks(&pod.ns, false, "net1", "the reference's single-homed pod");
     }
@@ -288,7 +267,10 @@ fn roslan_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     lan.add(&a, "net1", &conf);
     lan.add(&b, "net1", &conf);
     for pod in [&a, &b] {
-        assert!(multicast_flag(&pod.ns, "eth0"), "exclusive: false leaves eth0 alone");
+        assert!(
+            pod.ns.has_flag("eth0", "MULTICAST"),
+            "exclusive: false leaves eth0 alone"
+        );
         assert_cyclone_picks(&pod.ns, false, "eth0", "roslan with exclusive: false");
     }
     assert_dds_isolated(&a.ns, &b.ns, "roslan, exclusive false, dual-homed pods", None);

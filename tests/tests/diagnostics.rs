@@ -7,7 +7,7 @@ use std::process::Output;
 
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::Netns;
-use roslan_tests::{Call, Lan, MultiNodeLan, Pod, reference_bin, roslan_bin};
+use roslan_tests::{Call, Lan, MultiNodeLan, Pod, roslan_bin};
 use serde_json::{Value, json};
 
 const GROUP: &str = "239.255.0.1";
@@ -575,15 +575,7 @@ fn probe_names_the_gateway_when_the_reference_plugins_route_multicast() {
     let a = lan.dual_homed_pod();
     let b = lan.dual_homed_pod();
     for pod in [&a, &b] {
-        let reply = lan.call(&Call::new(
-            reference_bin("macvlan"),
-            "ADD",
-            &pod.id,
-            &pod.path(),
-            "net1",
-            &conf,
-        ));
-        assert_eq!(reply.status, 0, "{reply}");
+        lan.reference_add(pod, "net1", &conf);
     }
     let (a_path, b_path, host_path) = (a.path(), b.path(), lan.host.path());
     let (code, report, out) = probe_json(&lan, &a_path, &[&b_path, &host_path], &[]);

@@ -49,14 +49,6 @@ fn killed_at(lan: &Lan, command: &str, pod: &Pod, conf: &Value, point: &str) -> 
     lan.call(&call)
 }
 
-fn multicast_on(pod: &Pod, dev: &str) -> bool {
-    pod.ns.link(dev).unwrap()["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f == "MULTICAST")
-}
-
 /// DEL, then GC keeping nothing; then the pod must be as before ADD.
 fn clean_up_and_verify(lan: &Lan, pod: &Pod, conf: &Value, point: &str) {
     let reply = lan.call(&Call::roslan("DEL", &pod.id, &pod.path(), "net1", conf));
@@ -69,7 +61,7 @@ fn clean_up_and_verify(lan: &Lan, pod: &Pod, conf: &Value, point: &str) {
     links.sort();
     assert_eq!(links, vec!["eth0", "lo"], "no link left after a kill at {point}");
     assert!(
-        multicast_on(pod, "eth0"),
+        pod.ns.has_flag("eth0", "MULTICAST"),
         "eth0's multicast flag is back after a kill at {point}"
     );
     assert!(

@@ -1,8 +1,8 @@
 //! The point of roslan: unpinned multicast from a dual-homed pod leaves through the LAN interface and
 //! reaches sibling pods and LAN hosts, where the reference plugins' usual configuration does not.
 
+use roslan_tests::Lan;
 use roslan_tests::traffic::exchange;
-use roslan_tests::{Call, Lan, reference_bin};
 
 const GROUP: &str = "239.255.0.1";
 const SPDP_PORT: u16 = 7400;
@@ -41,15 +41,7 @@ fn reference_plugins_send_multicast_to_the_gateway() {
     let a = lan.dual_homed_pod();
     let b = lan.dual_homed_pod();
     for pod in [&a, &b] {
-        let reply = lan.call(&Call::new(
-            reference_bin("macvlan"),
-            "ADD",
-            &pod.id,
-            &pod.path(),
-            "net1",
-            &conf,
-        ));
-        assert_eq!(reply.status, 0, "{reply}");
+        lan.reference_add(pod, "net1", &conf);
     }
     let route =
         a.ns.routes("-4")

@@ -11,19 +11,6 @@ use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
-fn flags(ns: &Netns, dev: &str) -> Vec<String> {
-    ns.link(dev).unwrap()["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn has_multicast(ns: &Netns, dev: &str) -> bool {
-    flags(ns, dev).iter().any(|f| f == "MULTICAST")
-}
-
 /// Gives a dual-homed pod's eth0 an IPv6 address and default route too, as a dual-stack cluster would.
 fn add_ipv6_to_eth0(lan: &Lan, pod: &Pod, i: u32) {
     let peer = format!("ov{i}");
@@ -51,17 +38,17 @@ fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
     let conf = lan.config("1.0.0");
     let pod = lan.dual_homed_pod();
     assert!(
-        !has_multicast(&pod.ns, "lo"),
+        !pod.ns.has_flag("lo", "MULTICAST"),
         "a fresh namespace's lo has no MULTICAST flag"
     );
-    assert!(has_multicast(&pod.ns, "eth0"));
+    assert!(pod.ns.has_flag("eth0", "MULTICAST"));
     let result = lan.add(&pod, "net1", &conf);
-    assert!(has_multicast(&pod.ns, "lo"), "multicast.loopback");
+    assert!(pod.ns.has_flag("lo", "MULTICAST"), "multicast.loopback");
     assert!(
-        !has_multicast(&pod.ns, "eth0"),
+        !pod.ns.has_flag("eth0", "MULTICAST"),
         "multicast.exclusive clears the other interface's flag"
     );
-    assert!(has_multicast(&pod.ns, "net1"));
+    assert!(pod.ns.has_flag("net1", "MULTICAST"));
     let alias = pod.ns.link("net1").unwrap()["ifalias"]
         .as_str()
         .unwrap_or_default()
@@ -76,14 +63,14 @@ fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
     assert!(reply.msg().contains("eth0 has IFF_MULTICAST again"), "{reply}");
     pod.ns.ip(&["link", "set", "eth0", "multicast", "off"]);
     lan.del(&pod, "net1", &conf);
-    assert!(has_multicast(&pod.ns, "eth0"), "DEL gives eth0 its flag back");
+    assert!(pod.ns.has_flag("eth0", "MULTICAST"), "DEL gives eth0 its flag back");
 
     // Both switches off: nothing but our own link is touched.
     let mut off = lan.config("1.0.0");
     off["multicast"] = json!({"exclusive": false, "loopback": false});
     let pod = lan.dual_homed_pod();
     lan.add(&pod, "net1", &off);
-    assert!(has_multicast(&pod.ns, "eth0") && !has_multicast(&pod.ns, "lo"));
+    assert!(pod.ns.has_flag("eth0", "MULTICAST") && !pod.ns.has_flag("lo", "MULTICAST"));
 
     // A second roslan network in the same pod keeps the first one's flag.
     let pod = lan.pod();
@@ -94,7 +81,7 @@ fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
         json!([[{"subnet": "10.77.0.0/16", "rangeStart": "10.77.2.10", "rangeEnd": "10.77.2.20"}]]);
     let reply = lan.call(&Call::roslan("ADD", &pod.id, &pod.path(), "net2", &second));
     assert_eq!(reply.status, 0, "{reply}");
-    assert!(has_multicast(&pod.ns, "net1") && has_multicast(&pod.ns, "net2"));
+    assert!(pod.ns.has_flag("net1", "MULTICAST") && pod.ns.has_flag("net2", "MULTICAST"));
 }
 
 #[test]
@@ -109,7 +96,7 @@ fn unicast_over_eth0_survives_the_exclusive_default() {
     let pod = lan.dual_homed_pod();
     add_ipv6_to_eth0(&lan, &pod, 1);
     lan.add(&pod, "net1", &lan.config("1.0.0"));
-    assert!(!has_multicast(&pod.ns, "eth0"));
+    assert!(!pod.ns.has_flag("eth0", "MULTICAST"));
     for ns in [&pod.ns, &lan.overlay] {
         ns.ip(&["neigh", "flush", "all"]);
     }

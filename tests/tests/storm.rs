@@ -285,13 +285,7 @@ fn storm_of_add_del_check_with_kills() {
     for pod in &pods {
         assert!(!pod.ns.has_link("net1"));
         if pod.ns.has_link("eth0") {
-            assert!(
-                pod.ns.link("eth0").unwrap()["flags"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|f| f == "MULTICAST")
-            );
+            assert!(pod.ns.has_flag("eth0", "MULTICAST"));
         }
     }
 }

@@ -6,14 +6,6 @@ use roslan_tests::plugin::Call;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
-fn has_multicast(pod: &Pod, dev: &str) -> bool {
-    pod.ns.link(dev).unwrap()["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f == "MULTICAST")
-}
-
 fn network(lan: &Lan, name: &str, third: u8) -> Value {
     let mut conf = lan.config("1.1.0");
     conf["name"] = json!(name);
@@ -60,11 +52,11 @@ fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
     assert_eq!(check(&lan, &pod, "net1", &first, &first_result).status, 0);
     let reply = check(&lan, &pod, "net2", &second, &second_result);
     assert_eq!(reply.status, 0, "{reply}");
-    assert!(!has_multicast(&pod, "eth0"));
+    assert!(!pod.ns.has_flag("eth0", "MULTICAST"));
 
     lan.del(&pod, "net1", &first);
     assert!(
-        !has_multicast(&pod, "eth0"),
+        !pod.ns.has_flag("eth0", "MULTICAST"),
         "net2 still wants exclusivity, so eth0 stays without multicast"
     );
     let alias = pod.ns.link("net2").unwrap()["ifalias"]
@@ -83,6 +75,9 @@ fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
     assert!(route.contains("dev net2"), "IPv4 multicast falls over to net2: {route}");
 
     lan.del(&pod, "net2", &second);
-    assert!(has_multicast(&pod, "eth0"), "the last DEL gives eth0 its flag back");
+    assert!(
+        pod.ns.has_flag("eth0", "MULTICAST"),
+        "the last DEL gives eth0 its flag back"
+    );
     assert_eq!(pod.ns.links().len(), 2, "lo and eth0 remain: {:?}", pod.ns.links());
 }
