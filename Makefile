@@ -101,10 +101,12 @@ demo: deps release
 	@if [ "$(ROOT)" != 0 ]; then echo "make demo needs root (it creates network namespaces)"; exit 1; fi
 	tests/demo/demo.sh $(RELEASE_DIR)
 
-## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md.
-bench: deps release
+## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md, the raw
+## numbers in docs/benchmarks.json and the ADD latency chart docs/benchmarks-add-latency.png.
+bench: deps release venv
 	@if [ "$(ROOT)" != 0 ]; then echo "make bench needs root (it creates network namespaces)"; exit 1; fi
-	$(RELEASE_DIR)/roslan-bench --out docs/benchmarks.md
+	$(RELEASE_DIR)/roslan-bench --bin-dir $(RELEASE_DIR) --out docs/benchmarks.md
+	$(PYTHON) tests/bench/chart.py docs/benchmarks.json docs/benchmarks-add-latency.png
 
 ## clean-netns: remove namespaces left by killed test runs (only ours, only of dead processes).
 clean-netns:

@@ -4,13 +4,22 @@
 //! The benchmark process moves its main thread into the node namespace, so each plugin call is a
 //! plain fork/exec of the plugin (no `ip netns exec`, which costs about 1 ms and would dilute the
 //! comparison). Both plugins are timed by the same code, interleaved, on the same LAN.
+//!
+//! Peak memory is measured by a fresh measuring process per call ([`measure_exec`], the bench binary
+//! run again with [`MEASURE_EXEC`]): its only child is the plugin, so `getrusage(RUSAGE_CHILDREN)` after
+//! reaping it is the plugin's peak RSS, or that of a descendant the plugin reaped if larger (the
+//! kernel folds a reaped child's high-water mark into its parent's children figure). A long-lived
+//! process cannot do this with deltas: `ru_maxrss` is a high-water mark, not a sum.
 
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
+use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::socket::{AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket};
 use serde_json::Value;
 
@@ -94,7 +103,117 @@ pub fn kernel_delete_link(ns: &Netns, ifname: &str) -> Duration {
     .expect("delete thread")
 }
 
-/// Summary statistics in milliseconds.
+/// The argument that turns the bench binary into a measuring wrapper: `--measure-exec LABEL PROGRAM`.
+pub const MEASURE_EXEC: &str = "--measure-exec";
+
+/// The environment variable naming the file a measuring wrapper appends its record to.
+pub const RSS_FILE_ENV: &str = "ROSLAN_BENCH_RSS";
+
+/// The measuring wrapper: runs `program` with this process's stdin, stdout, stderr and environment,
+/// reaps it, appends `LABEL MAXRSS_KIB` to the file named by [`RSS_FILE_ENV`],
+/// and exits with the program's status. It prints nothing, so the program's stdout is passed through
+/// untouched.
+pub fn measure_exec(label: &str, program: &Path) -> ! {
+    let code = match Command::new(program).status() {
+        Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Err(err) => {
+            eprintln!("measuring wrapper: cannot run {}: {err}", program.display());
+            127
+        }
+    };
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).map_or(-1, |u| u.max_rss());
+    if let Some(path) = std::env::var_os(RSS_FILE_ENV) {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(format!("{label} {children}\n").as_bytes()));
+        if let Err(err) = written {
+            eprintln!("measuring wrapper: cannot write {}: {err}", path.to_string_lossy());
+            std::process::exit(125);
+        }
+    }
+    std::process::exit(code)
+}
+
+/// One record of a measuring wrapper.
+#[derive(Clone, Debug)]
+pub struct RssRecord {
+    /// The label the wrapper was given.
+    pub label: String,
+    /// Peak RSS of the wrapped program or of the largest descendant it reaped, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// One plugin call through the measuring wrapper `bench` (the bench binary itself), from the current
+/// thread's namespace, with `env` plus [`RSS_FILE_ENV`]. Returns success, stdout and every record
+/// written during the call: the outer wrapper's (labelled `top`) and any from wrappers the plugin ran.
+///
+/// A child's `ru_maxrss` starts from the memory it shares with its parent until it execs (Linux
+/// records the outgoing address space's high-water mark at exec, and posix_spawn shares the parent's
+/// until then), so the wrapper's own small footprint (about 1 MiB, static) is the lowest figure this
+/// method can report: measure `/bin/true` the same way to know it.
+pub fn measured_call(
+    bench: &Path,
+    plugin: &Path,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    report: &Path,
+) -> (bool, Vec<u8>, Vec<RssRecord>) {
+    let _ = std::fs::remove_file(report);
+    let mut child = Command::new(bench)
+        .arg(MEASURE_EXEC)
+        .arg("top")
+        .arg(plugin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .env(RSS_FILE_ENV, report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn measuring wrapper");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait measuring wrapper");
+    let records = std::fs::read_to_string(report)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some(RssRecord {
+                label: fields.next()?.to_string(),
+                max_rss_kib: fields.next()?.parse().ok()?,
+            })
+        })
+        .collect();
+    (out.status.success(), out.stdout, records)
+}
+
+/// Whether an ELF executable asks for a dynamic loader (has a PT_INTERP program header); `None` when
+/// the file is not a 64-bit little-endian ELF.
+pub fn elf_is_dynamic(path: &Path) -> Option<bool> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let phoff = u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?) as usize;
+    let (phentsize, phnum) = (u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    const PT_INTERP: u32 = 3;
+    let mut dynamic = false;
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        dynamic |= u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) == PT_INTERP;
+    }
+    Some(dynamic)
+}
+
+/// Summary statistics: milliseconds for durations, the samples' own unit for [`Stats::of_values`].
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// Number of samples.
@@ -108,9 +227,15 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Summarises durations.
+    /// Summarises durations (in milliseconds).
     pub fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        Stats::of_values(&ms)
+    }
+
+    /// Summarises plain numbers (any unit).
+    pub fn of_values(samples: &[f64]) -> Stats {
+        let mut ms = samples.to_vec();
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         let at = |q: f64| {
             ms.get(((ms.len() as f64 - 1.0) * q).round() as usize)
@@ -125,9 +250,19 @@ impl Stats {
         }
     }
 
-    /// As JSON.
+    /// As JSON, in milliseconds.
     pub fn json(&self) -> Value {
-        serde_json::json!({"n": self.n, "median_ms": round(self.median), "p10_ms": round(self.p10), "p90_ms": round(self.p90)})
+        self.json_in("ms")
+    }
+
+    /// As JSON, with `unit` in the key names (`median_<unit>`, `p10_<unit>`, `p90_<unit>`).
+    pub fn json_in(&self, unit: &str) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("n".into(), self.n.into());
+        out.insert(format!("median_{unit}"), round(self.median).into());
+        out.insert(format!("p10_{unit}"), round(self.p10).into());
+        out.insert(format!("p90_{unit}"), round(self.p90).into());
+        Value::Object(out)
     }
 }
 

@@ -1,18 +1,43 @@
 //! `make bench`: roslan and the reference macvlan + host-local timed in the same run, on the same LAN,
-//! by the same code; writes docs/benchmarks.md (and the raw numbers next to it as JSON).
+//! by the same code; writes docs/benchmarks.md (and the raw numbers next to it as JSON, which
+//! tests/bench/chart.py turns into docs/benchmarks-add-latency.png).
 //!
-//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N]
+//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N] [--bin-dir DIR]
+//!
+//! `--bin-dir` is where `roslan` and `roslan-ipam` are (`make bench` passes the static release
+//! directory); by default, the directory of roslan-bench itself. `roslan-bench --measure-exec LABEL
+//! PROGRAM` is the measuring wrapper the memory section runs (see `roslan_tests::bench`).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use roslan_tests::bench::{Stats, enter, kernel_delete_link, round, time_call};
+use roslan_tests::bench::{
+    MEASURE_EXEC, RssRecord, Stats, elf_is_dynamic, enter, kernel_delete_link, measure_exec, measured_call, round,
+    time_call,
+};
 use roslan_tests::lan::{MASTER, SUBNET};
 use roslan_tests::netns::sh;
 use roslan_tests::plugin::{REFERENCE_DIR, reference_bin, workspace_bin};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
+
+/// Where `roslan` and `roslan-ipam` are: `--bin-dir`, else next to this binary.
+static BIN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// A binary of this workspace, from `--bin-dir`.
+fn bin(name: &str) -> PathBuf {
+    let dir = BIN_DIR.get_or_init(|| {
+        workspace_bin("roslan")
+            .parent()
+            .expect("binary directory")
+            .to_path_buf()
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `make release`", path.display());
+    path
+}
 
 /// A plugin and the configuration it runs with.
 struct Plugin {
@@ -22,12 +47,16 @@ struct Plugin {
 }
 
 fn env<'a>(command: &'a str, id: &'a str, pod: &'a str) -> Vec<(&'a str, &'a str)> {
+    env_with_path(command, id, pod, REFERENCE_DIR)
+}
+
+fn env_with_path<'a>(command: &'a str, id: &'a str, pod: &'a str, cni_path: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", id),
         ("CNI_NETNS", pod),
         ("CNI_IFNAME", "net1"),
-        ("CNI_PATH", REFERENCE_DIR),
+        ("CNI_PATH", cni_path),
     ]
 }
 
@@ -47,7 +76,7 @@ fn pair(lan: &Lan, tag: &str, ranges: impl Fn(usize) -> Value, extra_ipam: Value
     [
         Plugin {
             label: "roslan",
-            bin: workspace_bin("roslan"),
+            bin: bin("roslan"),
             conf: conf("roslan", "roslan", 0),
         },
         Plugin {
@@ -187,14 +216,19 @@ fn empty_pool(lan: &Lan, iterations: usize) -> Value {
     })
 }
 
+/// The pool occupancies the cost is measured at (and charted against).
+const OCCUPANCY: [usize; 5] = [0, 1000, 2500, 5000, 10000];
+
 fn occupancy(lan: &Lan, iterations: usize) -> Value {
     let mut rows = Vec::new();
-    for count in [0usize, 2000, 10000] {
+    for count in OCCUPANCY {
         eprintln!("ADD/DEL with {count} addresses allocated...");
-        // Two disjoint slices of 30,000 addresses: 10.77.16.1- and 10.77.160.1-.
+        // Two disjoint slices of 30,000 addresses inside 10.77.0.0/16, clear of the other sections'
+        // 10.77.1-4.x and of the LAN's own 10.77.255.x: 10.77.16.1-10.77.133.48 and
+        // 10.77.136.1-10.77.253.48.
         let starts = [
             std::net::Ipv4Addr::new(10, 77, 16, 1),
-            std::net::Ipv4Addr::new(10, 77, 160, 1),
+            std::net::Ipv4Addr::new(10, 77, 136, 1),
         ];
         let ranges = |k: usize| {
             let end = std::net::Ipv4Addr::from(u32::from(starts[k]) + 29_999);
@@ -216,9 +250,18 @@ fn occupancy(lan: &Lan, iterations: usize) -> Value {
             "roslan_first_call_ms": round(first.as_secs_f64() * 1000.0),
         }));
     }
-    let empty = rows[0]["roslan"]["add"]["median_ms"].as_f64().unwrap_or(f64::NAN);
-    let full = rows[2]["roslan"]["add"]["median_ms"].as_f64().unwrap_or(f64::NAN);
-    json!({"rows": rows, "roslan_10000_over_empty": round(full / empty)})
+    let add_at = |count: usize, label: &str| {
+        rows.iter()
+            .find(|row| row["allocated"] == count)
+            .and_then(|row| row[label]["add"]["median_ms"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let ratio = |label: &str| round(add_at(10000, label) / add_at(0, label));
+    json!({
+        "rows": rows,
+        "roslan_10000_over_empty": ratio("roslan"),
+        "reference_10000_over_empty": ratio("reference"),
+    })
 }
 
 fn dual_stack(lan: &Lan, iterations: usize) -> Value {
@@ -279,30 +322,165 @@ fn probe(lan: &Lan, iterations: usize) -> Value {
     json!({"off": off.json(), "on": on.json(), "added_ms": round(on.median - off.median), "timeout_ms": 100})
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Size and linking of one binary.
+fn binary(path: &Path) -> Value {
+    let bytes = std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .len();
+    let linking = match elf_is_dynamic(path) {
+        Some(true) => "dynamic",
+        Some(false) => "static",
+        None => "unknown",
+    };
+    json!({"path": path, "bytes": bytes, "mib": round(bytes as f64 / MIB), "linking": linking})
+}
+
+/// The release binaries next to the reference's.
+fn binaries() -> Value {
+    let (roslan, ipam) = (binary(&bin("roslan")), binary(&bin("roslan-ipam")));
+    let (macvlan, host_local) = (binary(&reference_bin("macvlan")), binary(&reference_bin("host-local")));
+    let bytes = |v: &Value| v["bytes"].as_f64().unwrap_or(f64::NAN);
+    json!({
+        "roslan": roslan,
+        "roslan-ipam": ipam,
+        "macvlan": macvlan,
+        "host-local": host_local,
+        "roslan_over_macvlan": round(bytes(&roslan) / bytes(&macvlan)),
+        "roslan_ipam_over_host_local": round(bytes(&ipam) / bytes(&host_local)),
+        "roslan_over_macvlan_plus_host_local": round(bytes(&roslan) / (bytes(&macvlan) + bytes(&host_local))),
+    })
+}
+
+/// Medians and percentiles in MiB of KiB samples.
+fn mib(kib: &[u64]) -> Value {
+    let values: Vec<f64> = kib.iter().map(|k| *k as f64 / 1024.0).collect();
+    Stats::of_values(&values).json_in("mib")
+}
+
+/// The one record with `label` from a measured call.
+fn record(records: &[RssRecord], label: &str) -> RssRecord {
+    let found: Vec<&RssRecord> = records.iter().filter(|r| r.label == label).collect();
+    assert!(
+        found.len() == 1,
+        "expected one {label} record from the measuring wrapper, got {records:?}"
+    );
+    found[0].clone()
+}
+
+/// Peak RSS of ADD and DEL: each call through a fresh measuring wrapper. The reference's CNI_PATH
+/// points at a directory whose `host-local` is a script running the real one under a second wrapper,
+/// so host-local's own peak is known too.
+fn memory(lan: &Lan, runs: usize) -> Value {
+    eprintln!("peak memory of ADD and DEL, {runs} runs per plugin...");
+    let bench = std::env::current_exe().expect("current_exe");
+    let wrap_dir = lan.dir().join("rss-wrap");
+    std::fs::create_dir_all(&wrap_dir).unwrap();
+    let script = wrap_dir.join("host-local");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' {MEASURE_EXEC} host-local '{}'\n",
+            bench.display(),
+            reference_bin("host-local").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let report = lan.dir().join("rss-report");
+    let plugins = pair(lan, "mem", v4_slice, json!({}));
+    let cni_paths = [REFERENCE_DIR.to_string(), wrap_dir.to_string_lossy().into_owned()];
+    let pod = Pod::new();
+    let netns = pod.path();
+    // records[plugin][command] for the whole tree, and host-local's own for the reference.
+    let mut tree = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let mut host_local = [Vec::new(), Vec::new()];
+    for run in 0..=runs {
+        for (k, plugin) in plugins.iter().enumerate() {
+            let id = format!("mem-{k}-{run}");
+            for (c, command) in ["ADD", "DEL"].into_iter().enumerate() {
+                let env = env_with_path(command, &id, &netns, &cni_paths[k]);
+                let (ok, stdout, records) = measured_call(&bench, &plugin.bin, &env, &plugin.conf, &report);
+                assert!(
+                    ok,
+                    "{} {command} failed under the measuring wrapper: {}",
+                    plugin.label,
+                    String::from_utf8_lossy(&stdout)
+                );
+                let top = record(&records, "top");
+                if run > 0 {
+                    tree[k][c].push(top.max_rss_kib);
+                    if k == 1 {
+                        host_local[c].push(record(&records, "host-local").max_rss_kib);
+                    }
+                }
+            }
+        }
+    }
+    // The lowest figure the method can give: a program that does nothing, measured the same way.
+    let mut nothing = Vec::new();
+    for _ in 0..runs {
+        let (_, _, records) = measured_call(&bench, Path::new("/bin/true"), &[], b"", &report);
+        nothing.push(record(&records, "top").max_rss_kib);
+    }
+    let median = |v: &Value| v["median_mib"].as_f64().unwrap_or(f64::NAN);
+    let side = |k: usize| json!({"add": mib(&tree[k][0]), "del": mib(&tree[k][1])});
+    let (roslan, reference) = (side(0), side(1));
+    let hl = json!({"add": mib(&host_local[0]), "del": mib(&host_local[1])});
+    let sum = |c: &str| round(median(&reference[c]) + median(&hl[c]));
+    let (sum_add, sum_del) = (sum("add"), sum("del"));
+    json!({
+        "runs": runs,
+        "roslan": roslan,
+        "reference": reference,
+        "reference_host_local": hl,
+        "reference_upper_bound_mib": {"add": sum_add, "del": sum_del},
+        "reference_over_roslan": {
+            "add": round(median(&reference["add"]) / median(&roslan["add"])),
+            "del": round(median(&reference["del"]) / median(&roslan["del"])),
+        },
+        "bin_true": mib(&nothing),
+    })
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut out = PathBuf::from("docs/benchmarks.md");
     let mut iterations = 40;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            MEASURE_EXEC => {
+                let label = args.next().expect("--measure-exec LABEL PROGRAM");
+                let program = args.next().expect("--measure-exec LABEL PROGRAM");
+                measure_exec(&label, Path::new(&program));
+            }
             "--out" => out = PathBuf::from(args.next().expect("--out FILE")),
             "--iterations" => iterations = args.next().and_then(|n| n.parse().ok()).expect("--iterations N"),
+            "--bin-dir" => {
+                let dir = PathBuf::from(args.next().expect("--bin-dir DIR"));
+                BIN_DIR.set(dir).expect("--bin-dir given twice");
+            }
             _ => {
-                eprintln!("usage: roslan-bench [--out FILE] [--iterations N]");
+                eprintln!("usage: roslan-bench [--out FILE] [--iterations N] [--bin-dir DIR]");
                 std::process::exit(2);
             }
         }
     }
+    let binaries = binaries();
     let lan = Lan::new();
     enter(&lan.node);
     let results = json!({
         "machine": machine(),
         "iterations": iterations,
+        "binaries": binaries,
         "empty_pool": empty_pool(&lan, iterations),
+        "memory": memory(&lan, iterations.clamp(1, 10)),
         "occupancy": occupancy(&lan, iterations.min(30)),
         "dual_stack": dual_stack(&lan, 8),
         "concurrency": concurrency(&lan, 2),
         "probe": probe(&lan, 20),
+        "discovery": roslan_tests::dds::discovery_bench_with(&lan, 20, &bin("roslan")),
     });
     std::fs::write(
         out.with_extension("json"),
@@ -324,7 +502,7 @@ fn report(r: &Value) -> String {
     let _ = writeln!(w, "# Benchmarks\n");
     let _ = writeln!(
         w,
-        "Generated by `make bench` (`roslan-bench`); do not edit by hand. Raw numbers: [benchmarks.json](benchmarks.json).\n"
+        "Generated by `make bench` (`roslan-bench`, then `tests/bench/chart.py` for the chart); do not edit by hand. Raw numbers: [benchmarks.json](benchmarks.json).\n"
     );
     let _ = writeln!(w, "## Machine\n\n| | |\n|---|---|");
     let _ = writeln!(w, "| kernel | {} |", m["kernel"].as_str().unwrap_or(""));
@@ -350,7 +528,50 @@ fn report(r: &Value) -> String {
     );
     let _ = writeln!(
         w,
+        "- Peak memory: each call runs under a fresh measuring process (roslan-bench itself, `--measure-exec`) whose only child is the plugin; after reaping it, `getrusage(RUSAGE_CHILDREN)` gives the peak resident set size (`ru_maxrss`) of the plugin or of any descendant the plugin reaped, whichever is larger. That covers the host-local the reference macvlan runs: macvlan waits for it, and the kernel folds a reaped child's peak into its parent's. A fresh process per call is needed because `ru_maxrss` is a high-water mark, not a sum: deltas in a long-lived process would only ever show the largest call so far. For the same reason the figure is the largest single process, not the sum of the processes alive together; so the reference's `CNI_PATH` points at a directory whose `host-local` is a script that runs the real one under a second measuring process, which gives host-local's own peak, and the reference's footprint lies between its largest process and that plus host-local. RSS counts every resident page mapped, the binary's text and shared libraries included. A child starts from the pages it shares with its parent until it execs, so the static measuring process's own footprint is the floor of the method (the `/bin/true` figure below). {} runs of ADD then DEL per plugin after one warm-up, in the node namespace, into one pod.",
+        r["memory"]["runs"]
+    );
+    let _ = writeln!(
+        w,
+        "- Binary sizes: the files as installed, roslan's from the static release build `make bench` uses, the reference's from Debian's package; whether each needs a dynamic loader is read from its ELF program headers (PT_INTERP).",
+    );
+    let _ = writeln!(
+        w,
         "- Medians, with the 10th and 90th percentiles in brackets. Numbers move with machine load; the ratios within one run are what compare.\n"
+    );
+
+    let b = &r["binaries"];
+    let _ = writeln!(
+        w,
+        "## Binary sizes\n\n| binary | linking | bytes | MiB |\n|---|---|---|---|"
+    );
+    for (label, key) in [
+        ("roslan", "roslan"),
+        ("roslan-ipam", "roslan-ipam"),
+        ("reference macvlan", "macvlan"),
+        ("reference host-local", "host-local"),
+    ] {
+        let _ = writeln!(
+            w,
+            "| {label} | {} | {} | {} |",
+            b[key]["linking"].as_str().unwrap_or(""),
+            b[key]["bytes"],
+            b[key]["mib"]
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n- `roslan` is **{}x** the size of the reference `macvlan`, and **{}x** macvlan and host-local together, the two files a reference ADD executes (roslan's ADD executes only itself: its host-local IPAM is built in).",
+        b["roslan_over_macvlan"], b["roslan_over_macvlan_plus_host_local"]
+    );
+    let _ = writeln!(
+        w,
+        "- `roslan-ipam` (the same allocator for other main plugins) is **{}x** the size of `host-local`.",
+        b["roslan_ipam_over_host_local"]
+    );
+    let _ = writeln!(
+        w,
+        "- roslan's binaries are static and carry everything they run; the reference's are dynamically linked Go programs that also map the system's C library, which is not counted here.\n"
     );
 
     let e = &r["empty_pool"];
@@ -384,6 +605,47 @@ fn report(r: &Value) -> String {
         e["roslan_del_over_kernel"]
     );
 
+    let mem = &r["memory"];
+    let mcell = |v: &Value| format!("{} ({}-{})", v["median_mib"], v["p10_mib"], v["p90_mib"]);
+    let _ = writeln!(
+        w,
+        "## Peak memory of one ADD and one DEL\n\nPeak resident set size, MiB, over {} runs.\n\n| | ADD MiB | DEL MiB |\n|---|---|---|",
+        mem["runs"]
+    );
+    let _ = writeln!(
+        w,
+        "| roslan (one process) | {} | {} |",
+        mcell(&mem["roslan"]["add"]),
+        mcell(&mem["roslan"]["del"])
+    );
+    let _ = writeln!(
+        w,
+        "| reference: largest process (macvlan or the host-local it runs) | {} | {} |",
+        mcell(&mem["reference"]["add"]),
+        mcell(&mem["reference"]["del"])
+    );
+    let _ = writeln!(
+        w,
+        "| reference: host-local alone | {} | {} |",
+        mcell(&mem["reference_host_local"]["add"]),
+        mcell(&mem["reference_host_local"]["del"])
+    );
+    let _ = writeln!(
+        w,
+        "| reference: at most, largest + host-local | {} | {} |\n",
+        mem["reference_upper_bound_mib"]["add"], mem["reference_upper_bound_mib"]["del"]
+    );
+    let _ = writeln!(
+        w,
+        "- The reference's largest process alone is **{}x** roslan's whole ADD and **{}x** its DEL. macvlan stays resident while host-local runs, so the reference's real footprint is higher still, up to the last row.",
+        mem["reference_over_roslan"]["add"], mem["reference_over_roslan"]["del"]
+    );
+    let _ = writeln!(
+        w,
+        "- Floor of the method: `/bin/true` measured the same way shows {} MiB (the pages the measuring process shares with it until it execs, and its own).\n",
+        mem["bin_true"]["median_mib"]
+    );
+
     let o = &r["occupancy"];
     let _ = writeln!(w, "## Cost against the number of allocated addresses\n");
     let _ = writeln!(
@@ -408,8 +670,12 @@ fn report(r: &Value) -> String {
     }
     let _ = writeln!(
         w,
-        "\n- roslan's ADD at 10,000 allocations is **{}x** its empty-pool figure (goal: within 1.2x); the reference reads every reservation file on each ADD and DEL.",
-        o["roslan_10000_over_empty"]
+        "\n![ADD latency against the number of allocated addresses, roslan and the reference](benchmarks-add-latency.png)\n"
+    );
+    let _ = writeln!(
+        w,
+        "- roslan's ADD at 10,000 allocations is **{}x** its empty-pool figure (goal: within 1.2x); the reference's is **{}x**: it reads every reservation file on each ADD and DEL.",
+        o["roslan_10000_over_empty"], o["reference_10000_over_empty"]
     );
     let _ = writeln!(
         w,
@@ -461,8 +727,9 @@ fn report(r: &Value) -> String {
     );
     let _ = writeln!(
         w,
-        "The probe adds **{} ms** per ADD: two ARP probes within the timeout, waiting the whole timeout when nobody answers (the common case). Answers end the wait early.",
+        "The probe adds **{} ms** per ADD: two ARP probes within the timeout, waiting the whole timeout when nobody answers (the common case). Answers end the wait early.\n",
         p["added_ms"]
     );
+    md.push_str(&roslan_tests::dds::discovery_report(&r["discovery"]));
     md
 }
