@@ -693,11 +693,7 @@ impl Netlink<'_> {
             reply.header.kind,
             RouteType::Unreachable | RouteType::BlackHole | RouteType::Prohibit
         ) {
-            return Err(NetlinkError {
-                errno: Some(nix::errno::Errno::ENETUNREACH as i32),
-                ext_ack: None,
-                other: None,
-            });
+            return Err(NetlinkError::from_errno(nix::errno::Errno::ENETUNREACH));
         }
         let mut decision = RouteDecision::default();
         for attr in &reply.attributes {

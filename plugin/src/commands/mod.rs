@@ -131,7 +131,9 @@ pub fn with_cleared(alias: &str, cleared: &[String]) -> String {
         .join(" ");
     out.push_str(&format!(" {MCAST_OFF}{}", cleared.join(",")));
     if out.len() > ALIAS_MAX {
-        out.truncate(ALIAS_MAX);
+        // Interface names are bytes the kernel does not restrict to ASCII: cut on a character boundary.
+        let cut = (0..=ALIAS_MAX).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+        out.truncate(cut);
     }
     out
 }
@@ -154,4 +156,21 @@ pub fn require_1_1(conf: &NetConf, command: &str) -> Result<(), Error> {
 /// Finds and checks the master interface in the node's namespace; see [`crate::master`].
 pub fn resolve_master(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
     crate::master::resolve(host, spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cleared_list_is_replaced_and_the_alias_stays_within_ifaliasz() {
+        let alias = with_cleared("roslan net=a cid=b mcast-off=eth0", &["eth0".into(), "eth1".into()]);
+        assert_eq!(alias, "roslan net=a cid=b mcast-off=eth0,eth1");
+        assert_eq!(with_cleared("roslan net=a cid=b", &[]), "roslan net=a cid=b mcast-off=");
+        // Non-ASCII interface names: the cut falls on a character boundary, never inside one.
+        let long: Vec<String> = (0..40).map(|i| format!("é{i:02}ü")).collect();
+        let alias = with_cleared("roslan net=a cid=b", &long);
+        assert!(alias.len() <= ALIAS_MAX, "{}", alias.len());
+        assert!(alias.starts_with("roslan net=a cid=b mcast-off=é00ü,"));
+    }
 }
