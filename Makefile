@@ -56,6 +56,7 @@ lint:
 test: deps venv lint clean-netns
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --target $(TARGET) -p roslan -p roslan-install
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory clean-netns

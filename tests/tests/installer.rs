@@ -819,3 +819,97 @@ fn a_multicast_route_through_the_shim_lets_the_node_discover_its_pods() {
     );
     assert_eq!(exchange(&pod.ns, &[&lan.node], GROUP, 7400, 3), [3], "pod -> node");
 }
+
+/// A workspace binary from the static build `make test` makes (`-C target-feature=+crt-static`, into
+/// target/<host triple>/debug), as the image's build stage makes it in release.
+fn static_bin(name: &str) -> PathBuf {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(triple)
+        .join("debug")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --target <host triple> -p roslan -p roslan-install (make test does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+#[cfg_attr(not(feature = "root-tests"), ignore = "needs root (chroot): run `make test` as root")]
+fn the_image_works_with_nothing_but_its_three_static_binaries() {
+    // The image cannot be built here (no registry for its build stage), so this runs its final stage's
+    // filesystem instead: FROM scratch plus the build stage's /image/, i.e. three binaries and nothing
+    // else, no libc and no loader. First, that layout is the Dockerfile's.
+    let dockerfile = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/Dockerfile")).unwrap();
+    let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    assert!(final_stage.starts_with("scratch\n"), "{final_stage}");
+    assert!(final_stage.contains("COPY --from=build /image/ /"), "{final_stage}");
+    assert!(final_stage.contains(r#"ENTRYPOINT ["/usr/local/bin/roslan-install"]"#));
+    assert!(dockerfile.contains(r#"cp "$out/roslan" "$out/roslan-ipam" /image/opt/roslan/bin/"#));
+    assert!(dockerfile.contains(r#"cp "$out/roslan-install" /image/usr/local/bin/"#));
+
+    let s = Scratch::new("image");
+    let root = s.path("rootfs");
+    for (name, dir) in [
+        ("roslan", "opt/roslan/bin"),
+        ("roslan-ipam", "opt/roslan/bin"),
+        ("roslan-install", "usr/local/bin"),
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+        fs::copy(static_bin(name), root.join(dir).join(name)).unwrap();
+    }
+    // The DaemonSet mounts the node's root at /host: here, a MicroK8s node with another plugin.
+    let bin = root.join("host").join(MICROK8S_BIN);
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("multus"), b"someone else's plugin").unwrap();
+
+    let out = Command::new("chroot")
+        .arg(&root)
+        .args(["/usr/local/bin/roslan-install", "--once", "--node-name", "robot-1"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("run chroot");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the installer in the image's filesystem: {log}");
+    for name in ["roslan", "roslan-ipam"] {
+        assert_eq!(
+            fs::read(bin.join(name)).unwrap(),
+            fs::read(root.join("opt/roslan/bin").join(name)).unwrap(),
+            "{name} installed: {log}"
+        );
+    }
+    assert_eq!(fs::read(bin.join("multus")).unwrap(), b"someone else's plugin");
+    assert_eq!(
+        fs::read_to_string(root.join("host/var/lib/roslan/node-name")).unwrap(),
+        "robot-1\n"
+    );
+
+    // The plugin itself answers in that filesystem too, as it must in Multus thick's chroot.
+    let mut child = Command::new("chroot")
+        .arg(&root)
+        .arg("/opt/roslan/bin/roslan")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run chroot");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"cniVersion": "0.3.1"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("VERSION prints JSON");
+    assert!(
+        reply["supportedVersions"].as_array().is_some_and(|v| v.len() == 7),
+        "{reply}"
+    );
+}
