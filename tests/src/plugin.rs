@@ -37,6 +37,18 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The fault-injection build of `roslan` (`--features fault-injection`, in target/faults), which stops
+/// dead at the crash point named by `ROSLAN_FAULT`.
+pub fn fault_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/faults/debug/roslan");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p roslan --features fault-injection --target-dir target/faults` (make test does)",
+        path.display()
+    );
+    path
+}
+
 /// The `roslan` plugin under test.
 pub fn roslan_bin() -> PathBuf {
     workspace_bin("roslan")

@@ -4,9 +4,7 @@
 //! The crash points exist only in the fault-injection build (`cargo build -p roslan --features
 //! fault-injection --target-dir target/faults`, which `make test` runs); `ROSLAN_FAULT=<point>` picks one.
 
-use std::path::PathBuf;
-
-use roslan_tests::plugin::{Call, Reply};
+use roslan_tests::plugin::{Call, Reply, fault_bin};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -31,17 +29,6 @@ const DEL_POINTS: &[&str] = &[
     "del:ipam-uncommitted",
     "del:released",
 ];
-
-/// The fault-injection build of roslan.
-pub fn fault_bin() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/faults/debug/roslan");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p roslan --features fault-injection --target-dir target/faults` (make test does)",
-        path.display()
-    );
-    path
-}
 
 fn killed_at(lan: &Lan, command: &str, pod: &Pod, conf: &Value, point: &str) -> Reply {
     let mut call = Call::new(fault_bin(), command, &pod.id, &pod.path(), "net1", conf);

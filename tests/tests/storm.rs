@@ -8,12 +8,11 @@
 //! `make test` runs a short storm (ROSLAN_STORM_OPS, default 240 operations); `make stress` a long one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
-use roslan_tests::plugin::Call;
+use roslan_tests::plugin::{Call, fault_bin};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -30,16 +29,6 @@ const KILL_POINTS_ADD: &[&str] = &[
     "add:routed",
 ];
 const KILL_POINTS_DEL: &[&str] = &["del:pod-visited", "del:link-deleted", "del:ipam-uncommitted"];
-
-fn fault_bin() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/faults/debug/roslan");
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo build -p roslan --features fault-injection --target-dir target/faults`",
-        path.display()
-    );
-    path
-}
 
 struct Lcg(u64);
 
