@@ -71,9 +71,13 @@ pub fn run_as(role: Role, env: impl Fn(&str) -> Option<String>, stdin: impl Read
         Err(err) => return fail(stdout, &err, None),
     };
     let mut version = None;
-    let outcome = match role {
-        Role::Plugin => dispatch(&request, &mut version),
-        Role::Ipam => dispatch_ipam(&request, &mut version),
+    let outcome = if request.command == Command::Version {
+        Ok(Some(commands::version::version(&request.stdin)))
+    } else {
+        match role {
+            Role::Plugin => dispatch(&request, &mut version),
+            Role::Ipam => dispatch_ipam(&request, &mut version),
+        }
     };
     match outcome {
         Ok(Some(output)) => {
@@ -92,23 +96,25 @@ fn fail(stdout: &mut impl Write, err: &Error, version: Option<Version>) -> i32 {
     1
 }
 
-fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
-    if request.command == Command::Version {
-        return Ok(Some(commands::version::version(&request.stdin)));
-    }
+/// The network configuration on stdin, and its version for the error reply. DEL must not fail on a
+/// version it does not know (a downgrade would otherwise wedge every pod created by the newer plugin):
+/// it cleans up as the newest version roslan speaks.
+fn read_config(request: &Request, version: &mut Option<Version>) -> Result<Value, Error> {
     let mut value = NetConf::decode(&request.stdin)?;
     *version = NetConf::version_of(&value);
     if request.command == Command::Del && version.is_none() {
-        // DEL must not fail on a version it does not know (a downgrade would otherwise wedge every
-        // pod created by the newer plugin): clean up as the newest version roslan speaks.
         value["cniVersion"] = Value::from(Version::latest().as_str());
     }
-    let (conf, problems) = NetConf::parse(&value)?;
+    Ok(value)
+}
+
+/// Logging as the configuration asks, before any work, and the warnings parsing collected.
+fn start_log(conf: &NetConf, request: &Request, role: &str) {
     log::configure(
         conf.log_level,
         conf.log_file.as_deref(),
         format!(
-            "{} {} {} {}: ",
+            "{role}{} {} {} {}: ",
             request.command.as_str(),
             conf.name,
             request.container_id,
@@ -118,77 +124,30 @@ fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<V
     for line in &conf.warnings {
         warn!("{line}");
     }
+}
+
+fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
+    let value = read_config(request, version)?;
+    let (conf, problems) = NetConf::parse(&value)?;
+    start_log(&conf, request, "");
+    if !request.command.is_cleanup() {
+        conf.refuse_unsupported()?;
+    }
+    config::refuse(request.command, problems)?;
     match request.command {
-        Command::Add => {
-            conf.refuse_unsupported()?;
-            fatal(problems)?;
-            Ok(Some(commands::add::add(request, &conf)?.to_json(conf.version)))
-        }
-        Command::Check => {
-            conf.refuse_unsupported()?;
-            fatal(problems)?;
-            commands::check::check(request, &conf).map(|()| None)
-        }
-        Command::Del => {
-            // Only what DEL needs must be valid: the network name and where its reservations live.
-            fatal(
-                problems
-                    .into_iter()
-                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
-                    .collect(),
-            )?;
-            commands::del::del(request, &conf).map(|()| None)
-        }
-        Command::Status => {
-            conf.refuse_unsupported()?;
-            fatal(problems)?;
-            commands::status::status(request, &conf).map(|()| None)
-        }
-        Command::Gc => {
-            // Like DEL, GC must work with whatever configuration created the reservations.
-            fatal(
-                problems
-                    .into_iter()
-                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
-                    .collect(),
-            )?;
-            commands::gc::gc(request, &conf, &value).map(|()| None)
-        }
-        Command::Version => unreachable!("handled above"),
+        Command::Add => Ok(Some(commands::add::add(request, &conf)?.to_json(conf.version))),
+        Command::Check => commands::check::check(request, &conf).map(|()| None),
+        Command::Del => commands::del::del(request, &conf).map(|()| None),
+        Command::Status => commands::status::status(request, &conf).map(|()| None),
+        Command::Gc => commands::gc::gc(request, &conf, &value).map(|()| None),
+        Command::Version => unreachable!("answered before the configuration is read"),
     }
 }
 
 fn dispatch_ipam(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
-    if request.command == Command::Version {
-        return Ok(Some(commands::version::version(&request.stdin)));
-    }
-    let mut value = NetConf::decode(&request.stdin)?;
-    *version = NetConf::version_of(&value);
-    if request.command == Command::Del && version.is_none() {
-        value["cniVersion"] = Value::from(Version::latest().as_str());
-    }
-    let (conf, output) = ipam::standalone::dispatch(request, &value)?;
-    log::configure(
-        conf.log_level,
-        conf.log_file.as_deref(),
-        format!(
-            "ipam {} {} {} {}: ",
-            request.command.as_str(),
-            conf.name,
-            request.container_id,
-            request.ifname
-        ),
-    );
-    for line in &conf.warnings {
-        warn!("{line}");
-    }
-    Ok(output)
-}
-
-fn fatal(problems: Vec<error::ConfigProblem>) -> Result<(), Error> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Config(problems))
-    }
+    let value = read_config(request, version)?;
+    let (conf, problems) = ipam::standalone::parse(&value)?;
+    start_log(&conf, request, "ipam ");
+    config::refuse(request.command, problems)?;
+    ipam::standalone::dispatch(request, &conf, &value)
 }

@@ -47,6 +47,12 @@ impl Command {
         })
     }
 
+    /// DEL and GC tear down what a configuration created, possibly since edited badly or written for a
+    /// newer roslan: they must work with whatever still identifies the reservations.
+    pub fn is_cleanup(self) -> bool {
+        matches!(self, Command::Del | Command::Gc)
+    }
+
     /// The command's name as the spec spells it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ use ipnetwork::IpNetwork;
 use serde_json::Value;
 
 use crate::cni::env::is_valid_identifier;
-use crate::cni::{CniResult, Dns, Version};
+use crate::cni::{CniResult, Command, Dns, Version};
 use crate::error::{ConfigProblem, Error};
 use crate::log::Level;
 use crate::mac::Mac;
@@ -355,6 +355,25 @@ impl NetConf {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// Refuses the configuration if `command` must not run with these problems (code 7, every problem
+/// listed): ADD, CHECK and STATUS refuse any; DEL and GC only those that keep them from finding the
+/// reservations (`name`, `ipam.dataDir`), so that pods can always be torn down.
+pub fn refuse(command: Command, problems: Vec<ConfigProblem>) -> Result<(), Error> {
+    let fatal: Vec<ConfigProblem> = if command.is_cleanup() {
+        problems
+            .into_iter()
+            .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
+            .collect()
+    } else {
+        problems
+    };
+    if fatal.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(fatal))
     }
 }
 

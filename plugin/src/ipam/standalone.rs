@@ -23,13 +23,18 @@ fn concerns_ipam(problem: &ConfigProblem) -> bool {
             .any(|k| problem.key.starts_with(k))
 }
 
-/// Runs one IPAM command; returns the JSON to print, if any.
-pub fn dispatch(request: &Request, value: &Value) -> Result<(NetConf, Option<Value>), Error> {
+/// The configuration as an IPAM plugin sees it: only the problems and unknown keys that concern it.
+pub fn parse(value: &Value) -> Result<(NetConf, Vec<ConfigProblem>), Error> {
     let (mut conf, problems) = NetConf::parse(value)?;
     conf.warnings.retain(|w| w.starts_with("ignoring unknown key \"ipam."));
-    let problems: Vec<ConfigProblem> = problems.into_iter().filter(concerns_ipam).collect();
+    Ok((conf, problems.into_iter().filter(concerns_ipam).collect()))
+}
+
+/// Runs one IPAM command on a configuration the caller has parsed and admitted
+/// ([`crate::config::refuse`]); returns the JSON to print, if any.
+pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Option<Value>, Error> {
     let builtin = match &conf.ipam {
-        IpamConf::Builtin(builtin) => builtin.clone(),
+        IpamConf::Builtin(builtin) => builtin,
         IpamConf::None | IpamConf::Delegate { .. } => {
             return Err(Error::config(
                 "ipam.type",
@@ -40,7 +45,6 @@ pub fn dispatch(request: &Request, value: &Value) -> Result<(NetConf, Option<Val
     let owner = Owner::new(request.container_id.clone(), request.ifname.clone());
     let output = match request.command {
         Command::Add => {
-            fatal(problems)?;
             if builtin.probe_timeout_ms.is_some() {
                 return Err(Error::UnsupportedField {
                     key: "ipam.probe".into(),
@@ -51,7 +55,7 @@ pub fn dispatch(request: &Request, value: &Value) -> Result<(NetConf, Option<Val
             let args = CniArgs::parse(&request.args)?;
             let mut requested = args.ips;
             requested.extend(conf.requested_ips.iter().copied());
-            let assigned = builtin::add(&conf.name, &builtin, &owner, &requested)?;
+            let assigned = builtin::add(&conf.name, builtin, &owner, &requested)?;
             // host-local returns the configured routes as they are; the main plugin fills gateways.
             let result = CniResult {
                 interfaces: Vec::new(),
@@ -62,23 +66,16 @@ pub fn dispatch(request: &Request, value: &Value) -> Result<(NetConf, Option<Val
             Some(result.to_json(conf.version))
         }
         Command::Del => {
-            fatal(
-                problems
-                    .into_iter()
-                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
-                    .collect(),
-            )?;
-            builtin::release(&conf.name, &builtin, &owner)?;
+            builtin::release(&conf.name, builtin, &owner)?;
             None
         }
         Command::Check => {
-            fatal(problems)?;
             if !conf.version.has_check() {
                 return Err(Error::IncompatibleVersion {
                     detail: format!("config version {} does not allow CHECK", conf.version),
                 });
             }
-            if builtin::held(&conf.name, &builtin, &owner)?.is_empty() {
+            if builtin::held(&conf.name, builtin, &owner)?.is_empty() {
                 return Err(Error::CheckFailed(vec![format!(
                     "no address reservation for container {} interface {}",
                     request.container_id, request.ifname
@@ -87,31 +84,16 @@ pub fn dispatch(request: &Request, value: &Value) -> Result<(NetConf, Option<Val
             None
         }
         Command::Status => {
-            fatal(problems)?;
-            crate::commands::require_1_1(&conf, "STATUS")?;
-            builtin::status(&conf.name, &builtin)?;
+            crate::commands::require_1_1(conf, "STATUS")?;
+            builtin::status(&conf.name, builtin)?;
             None
         }
         Command::Gc => {
-            fatal(
-                problems
-                    .into_iter()
-                    .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
-                    .collect(),
-            )?;
-            crate::commands::require_1_1(&conf, "GC")?;
-            builtin::gc(&conf.name, &builtin, &super::valid_attachments(value)?)?;
+            crate::commands::require_1_1(conf, "GC")?;
+            builtin::gc(&conf.name, builtin, &super::valid_attachments(value)?)?;
             None
         }
         Command::Version => unreachable!("answered before the configuration is read"),
     };
-    Ok((conf, output))
-}
-
-fn fatal(problems: Vec<ConfigProblem>) -> Result<(), Error> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Config(problems))
-    }
+    Ok(output)
 }
