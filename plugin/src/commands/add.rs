@@ -240,37 +240,42 @@ fn set_sysctls(conf: &NetConf, ifname: &str, temp: &str, has_v6: bool, dad: bool
     sysctl::apply(&conf.sysctls, ifname, temp)
 }
 
-/// `multicast.exclusive`: the pod's other interfaces that have IFF_MULTICAST and are not roslan's, whose
-/// flag ADD will clear so that a DDS choosing one interface by its flags picks ours. Unicast is unaffected
-/// (IPv4 and IPv6, neighbour discovery included: see the tests). Only decides: the flags are cleared after
-/// the link's alias records the list, so that a DEL after a kill at any point can restore them.
-fn plan_exclusive(pod: &Netlink<'_>, conf: &NetConf, ours: u32) -> Result<Vec<(String, u32)>, Error> {
-    if !conf.multicast.exclusive {
-        return Ok(Vec::new());
-    }
-    let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
-    Ok(links
-        .into_iter()
-        .filter(|l| !l.loopback && l.index != ours && l.multicast && !super::is_roslan_link(l))
-        .map(|l| (l.name, l.index))
-        .collect())
+/// The multicast flags ADD will change, decided from one dump of the pod's links.
+struct FlagPlan {
+    /// `multicast.loopback`: `lo`'s index, when its IFF_MULTICAST is still off.
+    lo: Option<u32>,
+    /// `multicast.exclusive`: the pod's other interfaces that have IFF_MULTICAST and are not roslan's,
+    /// whose flag ADD clears so that a DDS choosing one interface by its flags picks ours. Unicast is
+    /// unaffected (IPv4 and IPv6, neighbour discovery included: see the tests).
+    exclusive: Vec<(String, u32)>,
 }
 
-/// `multicast.loopback` and the planned `multicast.exclusive` changes.
-fn set_multicast_flags(
-    pod: &Netlink<'_>,
-    conf: &NetConf,
-    exclusive: &[(String, u32)],
-    undo: &mut Undo<'_>,
-) -> Result<(), Error> {
-    if conf.multicast.loopback {
-        let lo = pod.link_by_name("lo").map_err(Error::netlink("look up lo"))?;
-        if let Some(lo) = lo.filter(|lo| !lo.multicast) {
-            pod.set_multicast(lo.index, true)
-                .map_err(Error::netlink("set the multicast flag on lo"))?;
+/// Only decides, from the dump ADD reads its new link from: the flags change after the link's alias
+/// records the exclusive list, so that a DEL after a kill at any point can restore them.
+fn plan_flags(links: &[Link], conf: &NetConf, ours: u32) -> FlagPlan {
+    let mut plan = FlagPlan {
+        lo: None,
+        exclusive: Vec::new(),
+    };
+    for link in links {
+        if link.loopback {
+            if conf.multicast.loopback && !link.multicast {
+                plan.lo = Some(link.index);
+            }
+        } else if conf.multicast.exclusive && link.index != ours && link.multicast && !super::is_roslan_link(link) {
+            plan.exclusive.push((link.name.clone(), link.index));
         }
     }
-    for (name, index) in exclusive {
+    plan
+}
+
+/// Carries out the [`FlagPlan`].
+fn set_multicast_flags(pod: &Netlink<'_>, plan: &FlagPlan, undo: &mut Undo<'_>) -> Result<(), Error> {
+    if let Some(lo) = plan.lo {
+        pod.set_multicast(lo, true)
+            .map_err(Error::netlink("set the multicast flag on lo"))?;
+    }
+    for (name, index) in &plan.exclusive {
         pod.set_multicast(*index, false)
             .map_err(Error::netlink(format!("clear the multicast flag of {name}")))?;
         undo.cleared.push(*index);
@@ -334,9 +339,12 @@ fn configure(
     watch: &mut Stopwatch,
 ) -> Result<CniResult, Error> {
     let stable_mac = plan.stable_mac;
-    let mut link = pod
-        .link_by_name(&attachment.temp_name)
-        .map_err(Error::netlink("read the new macvlan"))?
+    // One dump gives the new link and what the multicast flags need.
+    let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
+    let mut link = links
+        .iter()
+        .find(|l| l.name == attachment.temp_name)
+        .cloned()
         .ok_or_else(|| {
             Error::TryAgain(format!(
                 "the new macvlan {} vanished from the pod",
@@ -344,6 +352,7 @@ fn configure(
             ))
         })?;
     undo.link = Some(link.index);
+    let flags = plan_flags(&links, conf, link.index);
     watch.lap("read-link");
 
     let assigned = ipam::add(request, conf, &attachment.owner, plan.requested)?;
@@ -360,8 +369,7 @@ fn configure(
     let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
     netns.run(|| set_sysctls(conf, &request.ifname, &attachment.temp_name, has_v6, dad))??;
     fault::point("add:sysctls");
-    let exclusive = plan_exclusive(pod, conf, link.index)?;
-    let cleared: Vec<String> = exclusive.iter().map(|(name, _)| name.clone()).collect();
+    let cleared: Vec<String> = flags.exclusive.iter().map(|(name, _)| name.clone()).collect();
     let alias = attachment.alias(conf.multicast.exclusive.then_some(cleared.as_slice()));
     watch.lap("sysctl");
 
@@ -372,7 +380,7 @@ fn configure(
             link.mac = Some(mac);
         }
         fault::point("add:up");
-        set_multicast_flags(pod, conf, &exclusive, undo)?;
+        set_multicast_flags(pod, &flags, undo)?;
         fault::point("add:flags");
         ips = probe_and_replace(netns, conf, attachment, &link, ips, timeout, undo)?;
         add_addresses(pod, request, &link, &ips, dad)?;
@@ -393,7 +401,7 @@ fn configure(
             link.mac = Some(mac);
         }
         fault::point("add:up");
-        set_multicast_flags(pod, conf, &exclusive, undo)?;
+        set_multicast_flags(pod, &flags, undo)?;
         fault::point("add:flags");
     }
     watch.lap("addr+up");
