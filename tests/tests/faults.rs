@@ -8,27 +8,28 @@ use roslan_tests::plugin::{Call, Reply, fault_bin};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
-/// The crash points of plugin/src/fault.rs. A point missing from the binary fails the test (the process
-/// is not killed), so the two lists cannot drift apart silently.
-const ADD_POINTS: &[&str] = &[
-    "add:parsed",
-    "add:created",
-    "add:pod-visited",
-    "add:ipam-uncommitted",
-    "add:reserved",
-    "add:sysctls",
-    "add:addressed",
-    "add:up",
-    "add:flags",
-    "add:routed",
-];
-const DEL_POINTS: &[&str] = &[
-    "del:parsed",
-    "del:pod-visited",
-    "del:link-deleted",
-    "del:ipam-uncommitted",
-    "del:released",
-];
+/// The crash points, read from the plugin's own list (plugin/src/fault.rs), so that a point added there
+/// is exercised here without anyone remembering to; a point missing from the binary fails the test
+/// (the process is not killed).
+fn points(command: &str) -> Vec<String> {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin/src/fault.rs"))
+        .expect("read plugin/src/fault.rs");
+    let list = source
+        .split_once("pub const POINTS: &[&str] = &[")
+        .and_then(|(_, rest)| rest.split_once("];"))
+        .expect("POINTS in plugin/src/fault.rs")
+        .0;
+    let prefix = format!("{command}:");
+    let points: Vec<String> = list
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    assert!(points.len() >= 5, "too few {command} points parsed: {points:?}");
+    points
+}
 
 fn killed_at(lan: &Lan, command: &str, pod: &Pod, conf: &Value, point: &str) -> Reply {
     let mut call = Call::new(fault_bin(), command, &pod.id, &pod.path(), "net1", conf);
@@ -71,13 +72,13 @@ fn clean_up_and_verify(lan: &Lan, pod: &Pod, conf: &Value, point: &str) {
 fn a_kill_at_any_step_of_add_or_del_is_cleaned_up() {
     let lan = Lan::new();
     let conf = lan.config("1.1.0");
-    for point in ADD_POINTS {
+    for point in &points("add") {
         let pod = lan.dual_homed_pod();
         let reply = killed_at(&lan, "ADD", &pod, &conf, point);
         assert_eq!(reply.status, -1, "ADD was not killed at {point}: {reply}");
         clean_up_and_verify(&lan, &pod, &conf, point);
     }
-    for point in DEL_POINTS {
+    for point in &points("del") {
         let pod = lan.dual_homed_pod();
         lan.add(&pod, "net1", &conf);
         let reply = killed_at(&lan, "DEL", &pod, &conf, point);
