@@ -230,6 +230,13 @@ impl Lan {
         reply.json.clone().unwrap_or(Value::Null)
     }
 
+    /// CHECK with roslan, with `prev` (the ADD's result) as prevResult, as a runtime sends it.
+    pub fn check(&self, pod: &Pod, ifname: &str, conf: &Value, prev: &Value) -> Reply {
+        let mut with_prev = conf.clone();
+        with_prev["prevResult"] = prev.clone();
+        self.call(&Call::roslan("CHECK", &pod.id, &pod.path(), ifname, &with_prev))
+    }
+
     /// DEL with roslan, panicking if it fails.
     pub fn del(&self, pod: &Pod, ifname: &str, conf: &Value) {
         let reply = self.call(&Call::roslan("DEL", &pod.id, &pod.path(), ifname, conf));

@@ -1,15 +1,9 @@
 //! ADD, CHECK and DEL through the real binary, including every way a DEL must still succeed.
 
+use roslan_tests::Lan;
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::plugin::Call;
-use roslan_tests::{Lan, Pod};
-use serde_json::{Value, json};
-
-fn check(lan: &Lan, pod: &Pod, conf: &Value, prev: &Value) -> roslan_tests::Reply {
-    let mut with_prev = conf.clone();
-    with_prev["prevResult"] = prev.clone();
-    lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &with_prev))
-}
+use serde_json::json;
 
 #[test]
 #[cfg_attr(
@@ -46,7 +40,7 @@ fn add_check_del_round_trip() {
         vec![addr.split('/').next().unwrap().to_string()]
     );
 
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert_eq!(reply.status, 0, "CHECK right after ADD passes: {reply}");
 
     lan.del(&pod, "net1", &conf);
@@ -68,29 +62,29 @@ fn check_names_what_is_broken() {
 
     pod.ns
         .ip(&["route", "replace", "224.0.0.0/4", "via", HOST_ADDR, "dev", "net1"]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert_eq!(reply.code(), Some(107), "{reply}");
     assert!(reply.msg().contains("has gateway"), "{reply}");
     pod.ns
         .ip(&["route", "replace", "224.0.0.0/4", "dev", "net1", "scope", "link"]);
-    assert_eq!(check(&lan, &pod, &conf, &result).status, 0);
+    assert_eq!(lan.check(&pod, "net1", &conf, &result).status, 0);
 
     pod.ns.ip(&["addr", "del", &addr, "dev", "net1"]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(reply.msg().contains(&format!("address {addr} is missing")), "{reply}");
     pod.ns.ip(&["addr", "add", &addr, "dev", "net1"]);
 
     std::fs::remove_file(lan.data_dir().join("ros-lan").join(addr.split('/').next().unwrap())).unwrap();
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(reply.msg().contains("no address reservation"), "{reply}");
 
     pod.ns.ip(&["link", "del", "net1"]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(reply.msg().contains("does not exist"), "{reply}");
 
     let mut old = conf.clone();
     old["cniVersion"] = json!("0.3.1");
-    let reply = check(&lan, &pod, &old, &result);
+    let reply = lan.check(&pod, "net1", &old, &result);
     assert_eq!(reply.code(), Some(1), "CHECK needs 0.4.0: {reply}");
     let reply = lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &conf));
     assert_eq!(reply.code(), Some(7), "CHECK without prevResult: {reply}");
@@ -121,7 +115,7 @@ fn repeat_add_is_refused_and_changes_nothing() {
     );
     assert_eq!(before, after);
     assert_eq!(pod.ns.links().len(), 2, "no temporary link left: {:?}", pod.ns.links());
-    assert_eq!(check(&lan, &pod, &conf, &first).status, 0);
+    assert_eq!(lan.check(&pod, "net1", &conf, &first).status, 0);
 }
 
 #[test]

@@ -11,23 +11,6 @@ use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
-/// Gives a dual-homed pod's eth0 an IPv6 address and default route too, as a dual-stack cluster would.
-fn add_ipv6_to_eth0(lan: &Lan, pod: &Pod, i: u32) {
-    let peer = format!("ov{i}");
-    pod.ns
-        .ip(&["addr", "add", &format!("fd00:244:{i}::2/64"), "dev", "eth0", "nodad"]);
-    pod.ns
-        .ip(&["-6", "route", "add", "default", "via", &format!("fd00:244:{i}::1")]);
-    lan.overlay
-        .ip(&["addr", "add", &format!("fd00:244:{i}::1/64"), "dev", &peer, "nodad"]);
-}
-
-fn check(lan: &Lan, pod: &Pod, conf: &Value, prev: &Value) -> roslan_tests::Reply {
-    let mut with_prev = conf.clone();
-    with_prev["prevResult"] = prev.clone();
-    lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), "net1", &with_prev))
-}
-
 #[test]
 #[cfg_attr(
     not(feature = "root-tests"),
@@ -57,9 +40,9 @@ fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
         alias.contains("mcast-off=eth0"),
         "the alias records what to restore: {alias}"
     );
-    assert_eq!(check(&lan, &pod, &conf, &result).status, 0);
+    assert_eq!(lan.check(&pod, "net1", &conf, &result).status, 0);
     pod.ns.ip(&["link", "set", "eth0", "multicast", "on"]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(reply.msg().contains("eth0 has IFF_MULTICAST again"), "{reply}");
     pod.ns.ip(&["link", "set", "eth0", "multicast", "off"]);
     lan.del(&pod, "net1", &conf);
@@ -93,8 +76,7 @@ fn unicast_over_eth0_survives_the_exclusive_default() {
     // The evidence behind `exclusive` defaulting to on: with IFF_MULTICAST cleared on a dual-stack eth0,
     // IPv4, IPv6 and IPv6 neighbour discovery (which uses multicast) keep working in both directions.
     let lan = Lan::new();
-    let pod = lan.dual_homed_pod();
-    add_ipv6_to_eth0(&lan, &pod, 1);
+    let pod = lan.dual_homed_pod_ipv6();
     lan.add(&pod, "net1", &lan.config("1.0.0"));
     assert!(!pod.ns.has_flag("eth0", "MULTICAST"));
     for ns in [&pod.ns, &lan.overlay] {
@@ -151,13 +133,7 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
         [{"subnet": "10.77.0.0/16", "rangeStart": "10.77.1.10", "rangeEnd": "10.77.1.250"}],
         [{"subnet": "fd00:77::/64", "rangeStart": "fd00:77::10"}]
     ]);
-    let pods: Vec<Pod> = (1..=2)
-        .map(|i| {
-            let pod = lan.dual_homed_pod();
-            add_ipv6_to_eth0(&lan, &pod, i);
-            pod
-        })
-        .collect();
+    let pods: Vec<Pod> = (1..=2).map(|_| lan.dual_homed_pod_ipv6()).collect();
     for pod in &pods {
         let result = lan.add(pod, "net1", &conf);
         let route = result["routes"]
@@ -171,7 +147,7 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
             Some(json!({"dst": "ff00::/8", "table": 255, "priority": 128})),
             "{result}"
         );
-        assert_eq!(check(&lan, pod, &conf, &result).status, 0);
+        assert_eq!(lan.check(pod, "net1", &conf, &result).status, 0);
     }
     let got = pods[0].ns.ip(&["-6", "route", "get", "ff15::1"]);
     assert!(
@@ -193,9 +169,8 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
     v4_only["ipam"]["dataDir"] = json!(lan.dir().join("v4only"));
     v4_only["ipam"]["ranges"][1] = json!([{"subnet": "fd00:77::/64", "rangeStart": "fd00:77::100"}]);
     let control: Vec<Pod> = (3..=4)
-        .map(|i| {
-            let pod = lan.dual_homed_pod();
-            add_ipv6_to_eth0(&lan, &pod, i);
+        .map(|_| {
+            let pod = lan.dual_homed_pod_ipv6();
             lan.add(&pod, "net1", &v4_only);
             pod
         })
@@ -203,13 +178,12 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
     assert_eq!(exchange(&control[0].ns, &[&control[1].ns], "ff15::1", 7400, 3), vec![0]);
 
     // The kernel's own per-interface ff00::/8 route (metric 256) is no substitute: CHECK notices.
-    let pod = lan.dual_homed_pod();
-    add_ipv6_to_eth0(&lan, &pod, 5);
+    let pod = lan.dual_homed_pod_ipv6();
     let result = lan.add(&pod, "net1", &conf);
     pod.ns.ip(&[
         "-6", "route", "del", "ff00::/8", "dev", "net1", "table", "local", "metric", "128",
     ]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(
         reply.msg().contains("multicast route ff00::/8 dev net1 is missing"),
         "{reply}"
@@ -238,7 +212,7 @@ fn sysctls_ros_defaults_overrides_and_refusals() {
         assert_eq!(pod.ns.sysctl(key), want, "{key}");
     }
     pod.ns.exec("sysctl", &["-qw", "net.ipv4.ipfrag_time=30"]);
-    let reply = check(&lan, &pod, &conf, &result);
+    let reply = lan.check(&pod, "net1", &conf, &result);
     assert!(
         reply.msg().contains("sysctl net.ipv4.ipfrag_time is 30, configured 3"),
         "{reply}"
@@ -267,7 +241,7 @@ fn sysctls_ros_defaults_overrides_and_refusals() {
         ["20000", "30000"]
     );
     assert_eq!(pod.ns.sysctl("net.ipv4.conf.net1.force_igmp_version"), "2");
-    assert_eq!(check(&lan, &pod, &custom, &result).status, 0);
+    assert_eq!(lan.check(&pod, "net1", &custom, &result).status, 0);
 
     // The interface's own name overrides the IFNAME default just as well, for ADD and for CHECK.
     let mut literal = lan.config("1.0.0");
@@ -275,7 +249,7 @@ fn sysctls_ros_defaults_overrides_and_refusals() {
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &literal);
     assert_eq!(pod.ns.sysctl("net.ipv4.conf.net1.rp_filter"), "0");
-    let reply = check(&lan, &pod, &literal, &result);
+    let reply = lan.check(&pod, "net1", &literal, &result);
     assert_eq!(reply.status, 0, "{reply}");
 
     for (key, needle) in [

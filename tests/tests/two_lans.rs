@@ -2,8 +2,7 @@
 //! with `multicast.exclusive`. The second must not fail on the first's routes, each must pass CHECK,
 //! and eth0 must stay out of DDS' way until the last of them is deleted.
 
-use roslan_tests::plugin::Call;
-use roslan_tests::{Lan, Pod};
+use roslan_tests::Lan;
 use serde_json::{Value, json};
 
 fn network(lan: &Lan, name: &str, third: u8) -> Value {
@@ -14,12 +13,6 @@ fn network(lan: &Lan, name: &str, third: u8) -> Value {
         [{"subnet": "fd00:77::/64", "rangeStart": format!("fd00:77::{third}:10"), "rangeEnd": format!("fd00:77::{third}:99")}]
     ]);
     conf
-}
-
-fn check(lan: &Lan, pod: &Pod, ifname: &str, conf: &Value, result: &Value) -> roslan_tests::Reply {
-    let mut with_prev = conf.clone();
-    with_prev["prevResult"] = result.clone();
-    lan.call(&Call::roslan("CHECK", &pod.id, &pod.path(), ifname, &with_prev))
 }
 
 fn v6_multicast_metric(result: &Value) -> Option<u64> {
@@ -37,8 +30,7 @@ fn v6_multicast_metric(result: &Value) -> Option<u64> {
 )]
 fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
     let lan = Lan::new();
-    let pod = lan.dual_homed_pod();
-    pod.ns.ip(&["addr", "add", "fd00:244:1::2/64", "dev", "eth0", "nodad"]);
+    let pod = lan.dual_homed_pod_ipv6();
     let (first, second) = (network(&lan, "ros-lan-a", 1), network(&lan, "ros-lan-b", 2));
 
     let first_result = lan.add(&pod, "net1", &first);
@@ -49,8 +41,8 @@ fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
         Some(129),
         "the second waits behind the first: {second_result}"
     );
-    assert_eq!(check(&lan, &pod, "net1", &first, &first_result).status, 0);
-    let reply = check(&lan, &pod, "net2", &second, &second_result);
+    assert_eq!(lan.check(&pod, "net1", &first, &first_result).status, 0);
+    let reply = lan.check(&pod, "net2", &second, &second_result);
     assert_eq!(reply.status, 0, "{reply}");
     assert!(!pod.ns.has_flag("eth0", "MULTICAST"));
 
@@ -67,7 +59,7 @@ fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
         alias.contains("mcast-off=eth0"),
         "net2 inherited the duty to restore eth0: {alias}"
     );
-    let reply = check(&lan, &pod, "net2", &second, &second_result);
+    let reply = lan.check(&pod, "net2", &second, &second_result);
     assert_eq!(reply.status, 0, "{reply}");
     let route = pod.ns.ip(&["-6", "route", "get", "ff15::1"]);
     assert!(route.contains("dev net2"), "IPv6 multicast falls over to net2: {route}");
