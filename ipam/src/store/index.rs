@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::sys::stat::futimens;
 use nix::sys::time::TimeSpec;
 
-use super::{Owner, no_follow, parse_address, read_small};
+use super::{Owner, no_follow, overwrite, parse_address, read_small};
 use crate::IpamError;
 use crate::range::{RangeSet, to_u128};
 
@@ -200,21 +200,9 @@ impl Index {
             .and_then(|_| mtime_of(&self.truth));
         match applied {
             Some((sec, nsec)) => {
-                // Overwritten in place, not renamed over: ext4 flushes data on a replacing rename
-                // (~0.25 ms). A torn write cannot parse, which only makes the next lock catch up.
+                // A torn stamp cannot parse, which only makes the next lock catch up.
                 let text = format!("{STAMP_MAGIC} {sec} {nsec}\n");
-                let written = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .custom_flags(no_follow())
-                    .open(&stamp)
-                    .and_then(|mut file| {
-                        file.write_all(text.as_bytes())?;
-                        file.set_len(text.len() as u64)
-                    });
-                if written.is_err() {
+                if overwrite(&stamp, text.as_bytes()).is_err() {
                     let _ = fs::remove_file(&stamp);
                 }
             }
@@ -263,24 +251,24 @@ impl Index {
                 mark(ip);
             }
         }
+        // Written whole under a temporary name and renamed into place, so no reader sees half a
+        // bitmap; the open file stays valid across the rename and is the one used from here on.
         let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
+        let write = || -> std::io::Result<File> {
             let mut file = OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
+                .custom_flags(no_follow())
                 .open(&tmp)?;
             file.write_all(&layout.header)?;
             file.write_all(&bits)?;
-            fs::rename(&tmp, &path)
+            fs::rename(&tmp, &path)?;
+            Ok(file)
         };
-        write().map_err(IpamError::io("write index bitmap", &path))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(IpamError::io("open index bitmap", &path))?;
+        let file = write().map_err(IpamError::io("write index bitmap", &path))?;
         Ok(Some(Bitmap { file, layout }))
     }
 
