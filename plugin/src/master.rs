@@ -21,30 +21,7 @@ pub fn is_wireless(name: &str) -> bool {
 
 /// The master described by `spec`, checked: it exists, is not loopback and is not wireless.
 pub fn resolve(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
-    let master = match spec {
-        MasterSpec::Name(name) => host
-            .link_by_name(name)
-            .map_err(Error::netlink(format!("look up master {name}")))?
-            .ok_or_else(|| {
-                not_found(
-                    host,
-                    &format!("master interface {name:?} not found in the node's network namespace"),
-                )
-            })?,
-        MasterSpec::DefaultRoute => {
-            let index = host
-                .default_route_interface()
-                .map_err(Error::netlink("read the node's default route"))?
-                .ok_or_else(|| {
-                    not_found(
-                        host,
-                        "no default route in the node's network namespace to pick a master from",
-                    )
-                })?;
-            link_by_index(host, index)?
-        }
-        MasterSpec::Subnet(subnet) => by_subnet(host, subnet)?,
-    };
+    let master = find(host, spec)?;
     if master.loopback {
         return Err(Error::Master(format!(
             "{} is a loopback interface and cannot carry a macvlan; set \"master\" to the LAN interface",
@@ -62,9 +39,37 @@ pub fn resolve(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
     Ok(master)
 }
 
-fn link_by_index(host: &Netlink<'_>, index: u32) -> Result<Link, Error> {
-    host.links()
-        .map_err(Error::netlink("list links"))?
+/// The interface `spec` names, without judging it (`roslan doctor` still checks a refused master).
+pub fn find(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
+    match spec {
+        MasterSpec::Name(name) => host
+            .link_by_name(name)
+            .map_err(Error::netlink(format!("look up master {name}")))?
+            .ok_or_else(|| {
+                not_found(
+                    host,
+                    &format!("master interface {name:?} not found in the node's network namespace"),
+                )
+            }),
+        MasterSpec::DefaultRoute => {
+            let index = host
+                .default_route_interface()
+                .map_err(Error::netlink("read the node's default route"))?
+                .ok_or_else(|| {
+                    not_found(
+                        host,
+                        "no default route in the node's network namespace to pick a master from",
+                    )
+                })?;
+            let links = host.links().map_err(Error::netlink("list links"))?;
+            by_index(links, index)
+        }
+        MasterSpec::Subnet(subnet) => by_subnet(host, subnet),
+    }
+}
+
+fn by_index(links: Vec<Link>, index: u32) -> Result<Link, Error> {
+    links
         .into_iter()
         .find(|l| l.index == index)
         .ok_or_else(|| Error::TryAgain(format!("interface {index} vanished while roslan looked it up")))
@@ -78,6 +83,7 @@ fn by_subnet(host: &Netlink<'_>, subnet: &IpNetwork) -> Result<Link, Error> {
         .filter(|a| subnet.contains(a.net.ip()))
         .map(|a| a.index)
         .collect();
+    indexes.sort_unstable();
     indexes.dedup();
     let links = host.links().map_err(Error::netlink("list links"))?;
     let name_of = |index: u32| {
@@ -87,7 +93,7 @@ fn by_subnet(host: &Netlink<'_>, subnet: &IpNetwork) -> Result<Link, Error> {
             .map_or_else(|| index.to_string(), |l| l.name.clone())
     };
     match indexes.as_slice() {
-        [index] => link_by_index(host, *index),
+        [index] => by_index(links, *index),
         [] => {
             let held: Vec<String> = addresses
                 .iter()

@@ -335,30 +335,6 @@ fn origin(spec: &MasterSpec) -> String {
     }
 }
 
-/// The master as `spec` names it, without [`master::resolve`]'s refusals, so that a wireless master
-/// still gets its other checks.
-fn find_anyway(host: &Netlink<'_>, spec: &MasterSpec) -> Option<Link> {
-    let links = host.links().ok()?;
-    match spec {
-        MasterSpec::Name(name) => links.into_iter().find(|l| &l.name == name),
-        MasterSpec::DefaultRoute => {
-            let index = host.default_route_interface().ok()??;
-            links.into_iter().find(|l| l.index == index)
-        }
-        MasterSpec::Subnet(subnet) => {
-            let addresses = host.addresses().ok()?;
-            let mut held = addresses
-                .iter()
-                .filter(|a| subnet.contains(a.net.ip()))
-                .map(|a| a.index);
-            let index = held.next()?;
-            held.all(|i| i == index)
-                .then(|| links.into_iter().find(|l| l.index == index))
-                .flatten()
-        }
-    }
-}
-
 fn check_master(host: &Netlink<'_>, spec: &MasterSpec, out: &mut Vec<Finding>) -> Option<Link> {
     let addresses = |link: &Link| -> String {
         let list: Vec<String> = host
@@ -382,7 +358,10 @@ fn check_master(host: &Netlink<'_>, spec: &MasterSpec, out: &mut Vec<Finding>) -
             ));
             Some(link)
         }
-        Err(err) => match find_anyway(host, spec).filter(|l| !l.loopback && master::is_wireless(&l.name)) {
+        Err(err) => match master::find(host, spec)
+            .ok()
+            .filter(|l| !l.loopback && master::is_wireless(&l.name))
+        {
             // The wireless check below explains the refusal.
             Some(link) => {
                 out.push(Finding::pass(
