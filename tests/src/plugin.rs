@@ -68,6 +68,16 @@ pub fn reference_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The address of `ips[i]` in a CNI result, without its prefix length (`10.77.1.10`), as the store names
+/// its files; panics with the result when there is none.
+pub fn result_ip(result: &Value, i: usize) -> String {
+    result["ips"][i]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no ips[{i}].address in {result}"))
+        .to_string()
+}
+
 /// One invocation.
 #[derive(Clone, Debug)]
 pub struct Call<'a> {

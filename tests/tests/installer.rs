@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 use roslan_tests::netns::{Netns, unique};
-use roslan_tests::plugin::{roslan_bin, workspace_bin};
+use roslan_tests::plugin::{result_ip, roslan_bin, workspace_bin};
 use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, lan::MASTER};
 
@@ -643,13 +643,7 @@ fn host_shim_lets_the_node_reach_its_macvlan_pods() {
     let lan = Lan::new();
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &lan.config("0.3.1"));
-    let pod_addr = result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let pod_addr = result_ip(&result, 0);
     assert!(pod_addr.starts_with("10.77.1."), "{pod_addr}");
     assert!(reaches(&lan.host, &pod.ns, &pod_addr), "a LAN host reaches the pod");
     assert!(

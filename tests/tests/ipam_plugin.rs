@@ -6,19 +6,9 @@ use std::path::{Path, PathBuf};
 
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::sh;
-use roslan_tests::plugin::{Call, REFERENCE_DIR, Reply, reference_bin, roslan_bin};
+use roslan_tests::plugin::{Call, REFERENCE_DIR, Reply, reference_bin, result_ip, roslan_bin};
 use roslan_tests::{Lan, MultiNodeLan, Pod};
 use serde_json::{Value, json};
-
-fn address_of(result: &Value, i: usize) -> String {
-    result["ips"][i]["address"]
-        .as_str()
-        .unwrap_or_default()
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
 
 #[test]
 #[cfg_attr(
@@ -130,7 +120,7 @@ fn node_ranges_keep_two_nodes_apart() {
         let pod = Pod::new();
         let reply = add(node, &pod);
         assert_eq!(reply.status, 0, "{reply}");
-        let ip = address_of(reply.json.as_ref().unwrap(), 0);
+        let ip = result_ip(reply.json.as_ref().unwrap(), 0);
         let slice = if node == 0 { "10.77.1." } else { "10.77.2." };
         assert!(ip.starts_with(slice), "node {node} handed out {ip}, outside its slice");
         pods.push((pod, ip));
@@ -175,7 +165,7 @@ fn node_ranges_keep_two_nodes_apart() {
             )
             .run_in(&lan.nodes[node]);
             assert_eq!(reply.status, 0, "{reply}");
-            address_of(reply.json.as_ref().unwrap(), 0)
+            result_ip(reply.json.as_ref().unwrap(), 0)
         })
         .collect();
     assert_eq!(
@@ -275,7 +265,7 @@ fn delegation_to_other_ipam_plugins() {
     let pod = lan.pod();
     let reply = delegated_call(&lan, &delegates, "ADD", &pod, &conf);
     assert_eq!(reply.status, 0, "{reply}");
-    let ip = address_of(reply.json.as_ref().unwrap(), 0);
+    let ip = result_ip(reply.json.as_ref().unwrap(), 0);
     assert_eq!(lan.reservations("ros-lan"), vec![ip.clone()]);
     assert_eq!(delegated_call(&lan, &delegates, "DEL", &pod, &conf).status, 0);
     assert!(lan.reservations("ros-lan").is_empty());
@@ -378,7 +368,7 @@ fn arp_probe_skips_an_address_a_lan_host_owns() {
     conf["ipam"]["probe"] = json!(true);
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &conf);
-    assert_eq!(address_of(&result, 0), "10.77.1.11");
+    assert_eq!(result_ip(&result, 0), "10.77.1.11");
     assert_eq!(
         file(&lan.data_dir(), "10.77.1.10"),
         format!("foreign-host\r\n{}", mac_of(&lan.host, "lan0p"))
@@ -393,13 +383,13 @@ fn arp_probe_skips_an_address_a_lan_host_owns() {
 
     // A second pod skips the foreign address without probing it again.
     let other = lan.pod();
-    assert_eq!(address_of(&lan.add(&other, "net1", &conf), 0), "10.77.1.12");
+    assert_eq!(result_ip(&lan.add(&other, "net1", &conf), 0), "10.77.1.12");
 
     // Without the probe, the reference behaviour: the conflicting address is handed out.
     let mut plain = lan.config("1.0.0");
     plain["ipam"]["dataDir"] = json!(lan.dir().join("plain"));
     let third = lan.pod();
-    assert_eq!(address_of(&lan.add(&third, "net1", &plain), 0), "10.77.1.10");
+    assert_eq!(result_ip(&lan.add(&third, "net1", &plain), 0), "10.77.1.10");
 
     // GC forgets the foreign mark (it will be probed again), keeping the listed attachments.
     let mut gc = lan.config("1.1.0");
@@ -424,7 +414,7 @@ fn ipv6_dad_when_asked_replaces_a_defended_address() {
     conf["ipam"]["dad"] = json!(true);
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &conf);
-    assert_eq!(address_of(&result, 0), "fd00:77::11");
+    assert_eq!(result_ip(&result, 0), "fd00:77::11");
     assert_eq!(file(&lan.data_dir(), "fd00:77::10"), "foreign-host\r\nipv6-dad");
     let v6 = pod
         .ns

@@ -1,6 +1,7 @@
 //! roslan's reservation files are host-local's, byte for byte, and each releases what the other
 //! reserved.
 
+use roslan_tests::plugin::result_ip;
 use roslan_tests::{Call, Lan, reference_bin};
 use serde_json::Value;
 
@@ -25,13 +26,7 @@ fn roslan_writes_what_host_local_reads() {
     let conf = lan.config("1.0.0");
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &conf);
-    let ip = result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let ip = result_ip(&result, 0);
     let dir = lan.data_dir().join("ros-lan");
     assert_eq!(
         std::fs::read(dir.join(&ip)).unwrap(),
@@ -70,25 +65,13 @@ fn roslan_releases_what_host_local_wrote() {
     let conf = lan.config("1.0.0");
     let reply = host_local(&lan, "ADD", "hl-1", &conf);
     assert_eq!(reply.status, 0, "{reply}");
-    let held = reply.json.as_ref().unwrap()["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let held = result_ip(reply.json.as_ref().unwrap(), 0);
     let dir = lan.data_dir().join("ros-lan");
 
     // roslan's next ADD does not reuse it and continues after host-local's cursor.
     let pod = lan.pod();
     let result = lan.add(&pod, "net1", &conf);
-    let mine = result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let mine = result_ip(&result, 0);
     assert_ne!(mine, held);
 
     // roslan's DEL releases host-local's reservation (no namespace needed), and a legacy file that

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
-use roslan_tests::plugin::{Call, fault_bin};
+use roslan_tests::plugin::{Call, fault_bin, result_ip};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -54,16 +54,6 @@ enum State {
     Limbo {
         id: String,
     },
-}
-
-fn address_of(result: &Value) -> String {
-    result["ips"][0]["address"]
-        .as_str()
-        .unwrap_or_default()
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]
@@ -221,7 +211,7 @@ fn storm_of_add_del_check_with_kills() {
             let live: BTreeMap<String, String> = states
                 .iter()
                 .filter_map(|s| match &*s.lock().unwrap() {
-                    State::Live { id, result } => Some((address_of(result), id.clone())),
+                    State::Live { id, result } => Some((result_ip(result, 0), id.clone())),
                     _ => None,
                 })
                 .collect();
