@@ -220,65 +220,60 @@ impl<'a> Call<'a> {
 
     /// Runs the plugin inside `ns` and collects its reply.
     pub fn run_in(&self, ns: &Netns) -> Reply {
-        self.run_command(self.command_in(ns))
+        self.run_command(self.command_in(ns), None)
     }
 
     /// Runs the plugin in the caller's own namespace (IPAM plugins need no namespace).
     pub fn run(&self) -> Reply {
-        self.run_command(self.prepare(Command::new(&self.plugin)))
+        self.run_command(self.prepare(Command::new(&self.plugin)), None)
     }
 
     /// Like [`Call::run_in`], but a plugin still running after `limit` is killed and the reply says so
     /// (exit -1, stderr naming the limit): a runner that scores other people's plugins must not hang
     /// with them. `ip netns exec` execs the plugin, so the child's pid is the plugin's.
     pub fn run_in_within(&self, ns: &Netns, limit: Duration) -> Reply {
-        let mut command = self.command_in(ns);
+        self.run_command(self.command_in(ns), Some(limit))
+    }
+
+    fn run_command(&self, mut command: Command, limit: Option<Duration>) -> Reply {
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("spawn {}: {err}", self.plugin.display()));
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(&self.stdin);
         }
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let (done, waited) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(child.wait_with_output());
-        });
-        let (out, timed_out) = match waited.recv_timeout(limit) {
-            Ok(out) => (out, false),
-            Err(_) => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                (waited.recv().expect("waiter thread"), true)
+        let (out, killed_after) = match limit {
+            None => (child.wait_with_output(), None),
+            Some(limit) => {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let (done, waited) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = done.send(child.wait_with_output());
+                });
+                match waited.recv_timeout(limit) {
+                    Ok(out) => (out, None),
+                    Err(_) => {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        (waited.recv().expect("waiter thread"), Some(limit))
+                    }
+                }
             }
         };
         let out = out.expect("wait for plugin");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if timed_out {
+        if let Some(limit) = killed_after {
             stderr.push_str(&format!("\n(killed: still running after {} s)", limit.as_secs()));
         }
         Reply {
-            status: if timed_out { -1 } else { out.status.code().unwrap_or(-1) },
+            status: if killed_after.is_some() {
+                -1
+            } else {
+                out.status.code().unwrap_or(-1)
+            },
             json: serde_json::from_str(stdout.trim()).ok(),
             stdout,
             stderr,
-        }
-    }
-
-    fn run_command(&self, mut command: Command) -> Reply {
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("spawn {}: {err}", self.plugin.display()));
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(&self.stdin);
-        }
-        let out = child.wait_with_output().expect("wait for plugin");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        Reply {
-            status: out.status.code().unwrap_or(-1),
-            json: serde_json::from_str(stdout.trim()).ok(),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 }
