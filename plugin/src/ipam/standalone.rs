@@ -55,7 +55,7 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
             let args = CniArgs::parse(&request.args)?;
             let mut requested = args.ips;
             requested.extend(conf.requested_ips.iter().copied());
-            let assigned = builtin::add(&conf.name, builtin, &owner, &requested)?;
+            let assigned = super::add(request, conf, &owner, &requested)?;
             // host-local returns the configured routes as they are; the main plugin fills gateways.
             let result = CniResult {
                 interfaces: Vec::new(),
@@ -66,7 +66,7 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
             Some(result.to_json(conf.version))
         }
         Command::Del => {
-            builtin::release(&conf.name, builtin, &owner)?;
+            super::release(request, conf, &owner)?;
             None
         }
         Command::Check => {
@@ -85,12 +85,11 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
         }
         Command::Status => {
             crate::commands::require_1_1(conf, "STATUS")?;
-            builtin::status(&conf.name, builtin)?;
+            super::status(request, conf)?;
             None
         }
         Command::Gc => {
-            crate::commands::require_1_1(conf, "GC")?;
-            builtin::gc(&conf.name, builtin, &super::valid_attachments(value)?)?;
+            crate::commands::gc::gc(request, conf, value)?;
             None
         }
         Command::Version => unreachable!("answered before the configuration is read"),
