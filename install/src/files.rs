@@ -135,12 +135,7 @@ pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
 /// 64-bit FNV-1a, hex. Not a security measure: the install record uses it to notice that a file was
 /// replaced by someone else since the installer wrote it, so that --uninstall leaves it alone.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", roslan_ipam_core::fnv::fnv64(bytes))
 }
 
 #[cfg(test)]

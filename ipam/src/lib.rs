@@ -8,6 +8,7 @@
 
 pub mod allocator;
 mod error;
+pub mod fnv;
 pub mod range;
 pub mod store;
 

@@ -22,7 +22,12 @@ impl Mac {
     /// pod keeps its MAC and the LAN's ARP caches, switch tables and access points need no update.
     /// Locally administered (bit 1 set) and unicast (bit 0 clear), as a made-up MAC must be.
     pub fn stable(network: &str, namespace: &str, pod: &str) -> Mac {
-        let hash = crate::commands::fnv1a(&[b"roslan-mac", network.as_bytes(), namespace.as_bytes(), pod.as_bytes()]);
+        let hash = roslan_ipam_core::fnv::fnv64_parts(&[
+            b"roslan-mac",
+            network.as_bytes(),
+            namespace.as_bytes(),
+            pod.as_bytes(),
+        ]);
         let b = hash.to_be_bytes();
         Mac([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
     }

@@ -31,6 +31,7 @@ use nix::sys::time::TimeSpec;
 
 use super::{Owner, no_follow, overwrite, parse_address, read_small};
 use crate::IpamError;
+use crate::fnv::fnv64;
 use crate::range::{RangeSet, to_u128};
 
 /// Sets larger than this (IPv6 /64 pools) get no bitmap: their round-robin walk essentially never
@@ -40,13 +41,6 @@ const BITMAP_MAGIC: &[u8; 8] = b"RLSET01\n";
 const STAMP_MAGIC: &str = "roslan-index 1";
 /// 2000-01-01T00:00:00Z: stamps live in the year after this, far from any real modification time.
 const STAMP_EPOCH: i64 = 946_684_800;
-
-/// FNV-1a 64, for file names derived from data (no hashing crate needed).
-pub(crate) fn fnv64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// The directory name of an owner: readable when the parts are plain, a hash otherwise (legacy files
 /// may hold anything as a container ID, and a name must never escape the index directory).

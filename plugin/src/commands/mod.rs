@@ -9,6 +9,7 @@ pub mod status;
 pub mod version;
 
 use roslan_ipam_core::Owner;
+use roslan_ipam_core::fnv::fnv64_parts;
 
 use crate::cni::Request;
 use crate::config::{MasterSpec, NetConf};
@@ -26,20 +27,6 @@ pub struct Attachment {
     network: String,
 }
 
-/// FNV-1a, 64 bit: a stable, dependency-free hash for derived names.
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in *part {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 /// The alias (IFLA_IFALIAS) roslan puts on its links: `roslan net=<network> cid=<container>` and, when it
 /// cleared IFF_MULTICAST on other interfaces, `mcast-off=<names>`, which is what DEL restores. State
 /// kept on the link itself survives everything but the link, which is exactly as long as it matters,
@@ -51,7 +38,7 @@ const ALIAS_MAX: usize = 255;
 impl Attachment {
     /// The attachment named by the request's container ID and interface name.
     pub fn new(request: &Request, conf: &NetConf) -> Attachment {
-        let hash = fnv1a(&[request.container_id.as_bytes(), request.ifname.as_bytes()]);
+        let hash = fnv64_parts(&[request.container_id.as_bytes(), request.ifname.as_bytes()]);
         Attachment {
             owner: Owner::new(request.container_id.clone(), request.ifname.clone()),
             temp_name: format!("rl{:013x}", hash & ((1 << 52) - 1)),
@@ -65,7 +52,7 @@ impl Attachment {
         if id.len() <= 128 {
             format!("cid={id}")
         } else {
-            format!("cid=h:{:016x}", fnv1a(&[id.as_bytes()]))
+            format!("cid=h:{:016x}", fnv64_parts(&[id.as_bytes()]))
         }
     }
 
