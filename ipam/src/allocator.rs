@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::IpamError;
-use crate::range::{RangeSet, canonical};
+use crate::range::{RangeSet, canonical, first_overlap};
 use crate::store::{LockedStore, Owner};
 
 /// One reserved address with what a CNI result needs to report about it.
@@ -19,16 +19,50 @@ pub struct Allocation {
     pub set_index: usize,
 }
 
-/// Checks that range sets do not overlap each other (host-local: "range set i overlaps with j").
+/// Checks that range sets do not overlap each other (host-local: "range set i overlaps with j"), in one
+/// sweep over all their ranges.
 pub fn check_disjoint(sets: &[RangeSet]) -> Result<(), IpamError> {
-    for (i, a) in sets.iter().enumerate() {
-        for (j, b) in sets.iter().enumerate().skip(i + 1) {
-            if a.overlaps(b) {
-                return Err(IpamError::RangeSetsOverlap { first: i, second: j });
-            }
+    let spans = sets.iter().enumerate().flat_map(|(i, set)| set.spans(i)).collect();
+    match first_overlap(spans) {
+        Some((a, b)) => Err(IpamError::RangeSetsOverlap {
+            first: a.min(b),
+            second: a.max(b),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why a requested address no set takes cannot be given: it is a subnet's network or broadcast
+/// address, it shares a set with another requested address, or it is outside every range.
+fn unplaced(sets: &[RangeSet], requested: &[IpAddr], pending: &[IpAddr]) -> IpamError {
+    for &ip in pending {
+        let net = |r: &crate::Range| r.subnet.network() == ip && ip.is_ipv4();
+        let broadcast = |r: &crate::Range| r.subnet.broadcast() == ip && ip.is_ipv4();
+        for range in sets.iter().flat_map(|s| s.0.iter()) {
+            let role = if net(range) {
+                "network address"
+            } else if broadcast(range) {
+                "broadcast address"
+            } else {
+                continue;
+            };
+            return IpamError::RequestedReserved {
+                ip,
+                role,
+                subnet: range.subnet,
+            };
+        }
+        if let Some(set) = sets.iter().position(|s| s.contains(ip))
+            && let Some(first) = requested
+                .iter()
+                .map(|r| canonical(*r))
+                .find(|r| *r != ip && sets[set].contains(*r))
+        {
+            return IpamError::RequestedSameSet { first, second: ip, set };
         }
     }
-    Ok(())
+    let ips = pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+    IpamError::RequestedOutsideRanges { ips }
 }
 
 /// Reserves one address in each set for `owner`.
@@ -72,8 +106,7 @@ pub fn allocate(
             done.push(allocation);
         }
         if !pending.is_empty() {
-            let ips = pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
-            return Err(IpamError::RequestedOutsideRanges { ips });
+            return Err(unplaced(sets, requested, &pending));
         }
         Ok(())
     })();

@@ -27,13 +27,50 @@ pub enum IpamError {
         /// What it should have been.
         network: IpNetwork,
     },
-    /// rangeStart/rangeEnd outside the subnet, or rangeEnd before rangeStart.
-    #[error("{what} {addr} not in network {subnet}; it must lie inside the subnet, with rangeStart <= rangeEnd")]
+    /// An IPv4-mapped IPv6 subnet (`::ffff:10.0.0.0/120`): host-local would treat its addresses as IPv4
+    /// under a 128-bit mask; the IPv4 form says what is meant.
+    #[error("{given} is an IPv4-mapped IPv6 subnet; {}", match ipv4 {
+        Some(v4) => format!("write it as the IPv4 subnet \"{v4}\""),
+        None => "write the IPv4 subnet it stands for, such as \"192.168.1.0/24\"".to_string(),
+    })]
+    MappedSubnet {
+        /// The subnet as written.
+        given: IpNetwork,
+        /// The same subnet in IPv4 form, when the prefix allows one.
+        ipv4: Option<IpNetwork>,
+    },
+    /// rangeStart, rangeEnd or gateway outside the subnet.
+    #[error("{what} {addr} not in network {subnet}; it must lie inside the subnet")]
     OutsideSubnet {
         /// Which key.
         what: &'static str,
         /// Its value.
         addr: IpAddr,
+        /// The range's subnet.
+        subnet: IpNetwork,
+    },
+    /// rangeStart after rangeEnd.
+    #[error("rangeStart {start} is after rangeEnd {end}; swap them, or move rangeEnd up")]
+    RangeReversed {
+        /// rangeStart (given, or its default).
+        start: IpAddr,
+        /// rangeEnd (given, or its default).
+        end: IpAddr,
+    },
+    /// An IPv4 subnet's network or broadcast address as rangeStart, rangeEnd or gateway: host-local hands
+    /// them out, and no host can use them.
+    #[error("{what} {addr} is the {role} of {subnet}; no host can use it: {}", if *role == "network address" {
+        "start the range one address higher"
+    } else {
+        "end the range one address lower"
+    })]
+    ReservedAddress {
+        /// Which key.
+        what: &'static str,
+        /// Its value.
+        addr: IpAddr,
+        /// "network address" or "broadcast address".
+        role: &'static str,
         /// The range's subnet.
         subnet: IpNetwork,
     },
@@ -100,6 +137,28 @@ pub enum IpamError {
         /// Who holds it (container ID and interface), as far as the store knows.
         holder: String,
     },
+    /// A requested address that is its subnet's network or broadcast address.
+    #[error("requested IP address {ip} is the {role} of {subnet}; request a host address")]
+    RequestedReserved {
+        /// The address.
+        ip: IpAddr,
+        /// "network address" or "broadcast address".
+        role: &'static str,
+        /// The subnet.
+        subnet: IpNetwork,
+    },
+    /// Two requested addresses in one range set, which yields one address per attachment.
+    #[error(
+        "requested IP addresses {first} and {second} are both in range set {set}; an attachment gets one address per range set, so request one of them, or add a range set for the other"
+    )]
+    RequestedSameSet {
+        /// The first requested address of the set.
+        first: IpAddr,
+        /// The one that cannot be placed.
+        second: IpAddr,
+        /// Index of the set.
+        set: usize,
+    },
     /// Requested addresses outside every range set.
     #[error(
         "failed to allocate all requested IPs: {ips}; each requested address must lie in one of the configured ranges"
@@ -121,9 +180,25 @@ pub enum IpamError {
     BadNetworkName(String),
     /// A symlink where the store expects a directory or a file.
     #[error(
-        "{0} is a symbolic link; roslan refuses to follow links in its data directory, so that nothing outside it is touched"
+        "{0} is a symbolic link; roslan follows no links in its data directory (ipam.dataDir) so that nothing outside it is touched: set ipam.dataDir to the real directory, or replace the link with a directory"
     )]
     Symlink(PathBuf),
+    /// A path that must be a regular file is something else (a FIFO, a socket, a device, a directory).
+    #[error("{} is {kind}, not a regular file", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is, in words ("a FIFO (named pipe)").
+        kind: &'static str,
+    },
+    /// A file larger than anything of its purpose can be.
+    #[error("{} is larger than {limit} bytes", path.display())]
+    FileTooLarge {
+        /// The path.
+        path: PathBuf,
+        /// The bound.
+        limit: u64,
+    },
     /// A file system operation failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

@@ -161,3 +161,41 @@ proptest! {
         let _ = fs::remove_dir_all(&data);
     }
 }
+
+/// Random intervals in groups, small enough to collide often.
+fn spans() -> impl Strategy<Value = Vec<crate::range::Span<u8>>> {
+    proptest::collection::vec((any::<bool>(), 0u128..64, 0u128..8, 0u8..5), 0..24).prop_map(|items| {
+        items
+            .into_iter()
+            .map(|(v4, start, len, group)| crate::range::Span {
+                v4,
+                start,
+                end: start + len,
+                group,
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The sweep finds an overlap between different groups exactly when comparing every pair does,
+    /// and the pair it names does overlap.
+    #[test]
+    fn sweep_agrees_with_every_pair(spans in spans()) {
+        let overlap = |a: &crate::range::Span<u8>, b: &crate::range::Span<u8>| {
+            a.v4 == b.v4 && a.group != b.group && a.start <= b.end && b.start <= a.end
+        };
+        let pairwise = spans
+            .iter()
+            .enumerate()
+            .any(|(i, a)| spans[i + 1..].iter().any(|b| overlap(a, b)));
+        let found = crate::range::first_overlap(spans.clone());
+        prop_assert_eq!(found.is_some(), pairwise);
+        if let Some((g, h)) = found {
+            prop_assert!(g != h);
+            prop_assert!(spans.iter().any(|a| a.group == g && spans.iter().any(|b| b.group == h && overlap(a, b))));
+        }
+    }
+}

@@ -240,10 +240,17 @@ fn ipam_code(err: &IpamError) -> u32 {
         IpamError::Exhausted { .. } => code::EXHAUSTED,
         IpamError::RequestedIsGateway { .. }
         | IpamError::RequestedUnavailable { .. }
+        | IpamError::RequestedReserved { .. }
+        | IpamError::RequestedSameSet { .. }
         | IpamError::RequestedOutsideRanges { .. } => code::REQUESTED_ADDRESS,
         IpamError::Duplicate { .. } => code::DUPLICATE,
         IpamError::Io { .. } => 5,
         IpamError::MissingSubnet
+        | IpamError::MappedSubnet { .. }
+        | IpamError::RangeReversed { .. }
+        | IpamError::ReservedAddress { .. }
+        | IpamError::NotRegularFile { .. }
+        | IpamError::FileTooLarge { .. }
         | IpamError::SubnetTooSmall { .. }
         | IpamError::HostBitsSet { .. }
         | IpamError::OutsideSubnet { .. }

@@ -37,6 +37,9 @@ use crate::range::{RangeSet, to_u128};
 /// Sets larger than this (IPv6 /64 pools) get no bitmap: their round-robin walk essentially never
 /// meets a taken address, and the bitmap would be megabytes.
 const MAX_BITMAP_ADDRESSES: u128 = 1 << 24;
+/// Sets of more ranges than this get no bitmap either: its header (48 bytes a range) would be read and
+/// compared on every ADD, and such sets are rare enough for the walk.
+const MAX_BITMAP_RANGES: usize = 4096;
 const BITMAP_MAGIC: &[u8; 8] = b"RLSET01\n";
 const STAMP_MAGIC: &str = "roslan-index 1";
 /// 2000-01-01T00:00:00Z: stamps live in the year after this, far from any real modification time.
@@ -95,7 +98,7 @@ impl Index {
 
     /// True when nothing but roslan has changed the directory since roslan last stamped it.
     pub(crate) fn is_current(&self) -> bool {
-        let recorded = fs::read_to_string(self.root.join("stamp")).ok().and_then(|text| {
+        let recorded = read_small(&self.root.join("stamp")).and_then(|text| {
             let mut parts = text.strip_prefix(STAMP_MAGIC)?.split_whitespace();
             Some((parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<i64>().ok()?))
         });
@@ -214,6 +217,9 @@ impl Index {
     /// The bitmap of `set`, built from the directory listing if it does not exist yet; `None` for sets
     /// too large to map.
     pub(crate) fn bitmap(&self, set: &RangeSet) -> Result<Option<Bitmap>, IpamError> {
+        if set.0.len() > MAX_BITMAP_RANGES {
+            return Ok(None);
+        }
         let layout = Layout::of(set);
         if layout.capacity > MAX_BITMAP_ADDRESSES {
             return Ok(None);
@@ -297,9 +303,27 @@ pub(crate) struct Layout {
     v4: bool,
     /// (start, end) of each range, numeric, inclusive.
     ranges: Vec<(u128, u128)>,
+    /// (start, end, first bit) of each range, sorted by start: finding an address's bit is a binary
+    /// search, so building a bitmap costs O(reservations x log ranges).
+    by_start: Vec<(u128, u128, u128)>,
     gateways: Vec<IpAddr>,
     capacity: u128,
     header: Vec<u8>,
+}
+
+/// The ranges sorted by start, each with the position of its first bit.
+fn sorted_with_bases(ranges: &[(u128, u128)]) -> Vec<(u128, u128, u128)> {
+    let mut base = 0;
+    let mut out: Vec<(u128, u128, u128)> = ranges
+        .iter()
+        .map(|(start, end)| {
+            let entry = (*start, *end, base);
+            base += end - start + 1;
+            entry
+        })
+        .collect();
+    out.sort_unstable_by_key(|(start, _, _)| *start);
+    out
 }
 
 impl Layout {
@@ -322,6 +346,7 @@ impl Layout {
         let capacity = ranges.iter().map(|(s, e)| e - s + 1).sum();
         Layout {
             v4: set.is_ipv4(),
+            by_start: sorted_with_bases(&ranges),
             ranges,
             gateways,
             capacity,
@@ -336,7 +361,7 @@ impl Layout {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
         let n = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]) as usize;
-        if n > 4096 {
+        if n > MAX_BITMAP_RANGES {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
         let total = (16 + n * 48).div_ceil(64) * 64;
@@ -365,6 +390,7 @@ impl Layout {
         let capacity = ranges.iter().map(|(s, e)| e - s + 1).sum();
         Some(Layout {
             v4,
+            by_start: sorted_with_bases(&ranges),
             ranges,
             gateways,
             capacity,
@@ -382,14 +408,9 @@ impl Layout {
             return None;
         }
         let n = to_u128(ip);
-        let mut base = 0;
-        for (start, end) in &self.ranges {
-            if (*start..=*end).contains(&n) {
-                return Some(base + (n - start));
-            }
-            base += end - start + 1;
-        }
-        None
+        let after = self.by_start.partition_point(|(start, _, _)| *start <= n);
+        let (start, end, base) = self.by_start.get(after.checked_sub(1)?)?;
+        (n <= *end).then(|| base + (n - start))
     }
 
     fn address(&self, mut pos: u128) -> IpAddr {

@@ -20,7 +20,7 @@
 mod index;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -200,7 +200,9 @@ impl Store {
         &self.dir
     }
 
-    /// Takes the exclusive `flock` on `lock`, waiting for other holders (host-local included).
+    /// Takes the exclusive `flock` on `lock`, waiting for other holders (host-local included). The lock
+    /// must be a regular file: a link is refused like every link in the store, and a FIFO or device
+    /// planted there is opened without blocking and refused.
     pub fn lock(&self) -> Result<LockedStore<'_>, IpamError> {
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
@@ -209,9 +211,22 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(no_follow())
+            .custom_flags(no_follow() | (OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
             .open(&path)
-            .map_err(IpamError::io("open lock file", &path))?;
+            .map_err(|err| {
+                if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                    IpamError::Symlink(path.clone())
+                } else {
+                    IpamError::io("open lock file", &path)(err)
+                }
+            })?;
+        let meta = file.metadata().map_err(IpamError::io("stat lock file", &path))?;
+        if !meta.is_file() {
+            return Err(IpamError::NotRegularFile {
+                path,
+                kind: crate::file::kind_of(meta.file_type()),
+            });
+        }
         file.lock().map_err(IpamError::io("lock", &path))?;
         let mut locked = LockedStore {
             store: self,
@@ -233,16 +248,15 @@ impl Store {
     }
 }
 
-/// Reads a small regular file without following links; `None` if it is absent or not readable as text.
+/// The largest reservation, cursor or stamp file read: a record is a container ID and an interface
+/// name, a few dozen bytes; anything near this was not written by host-local or roslan.
+pub const MAX_RECORD: u64 = 64 << 10;
+
+/// Reads a small regular file without following links or blocking; `None` if it is absent, not a
+/// regular file, larger than [`MAX_RECORD`] or not text.
 pub(crate) fn read_small(path: &Path) -> Option<String> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(no_follow())
-        .open(path)
-        .ok()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    Some(text)
+    let data = crate::file::read_regular(path, MAX_RECORD, crate::file::Links::Refuse).ok()?;
+    String::from_utf8(data).ok()
 }
 
 /// Parses a directory entry name as a reservation address (host-local names files by `ip.String()`).

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
+use roslan_ipam_core::range::first_overlap;
 use roslan_ipam_core::store::DEFAULT_DATA_DIR;
 use roslan_ipam_core::{RangeSet, RangeSpec, check_disjoint};
 use serde_json::Value;
@@ -165,22 +166,34 @@ pub fn parse(
     }
     for (node, node_sets) in &node_ranges {
         check_sets(node_sets, &format!("ipam.nodeRanges.{node}"), version, problems);
-        if let Some(i) = sets.iter().position(|set| node_sets.iter().any(|n| n.overlaps(set))) {
+        // One sweep over this node's ranges and the shared ones (group 0: shared, 1: the node's).
+        let spans = sets
+            .iter()
+            .flat_map(|set| set.spans(0u8))
+            .chain(node_sets.iter().flat_map(|set| set.spans(1u8)))
+            .collect();
+        if first_overlap(spans).is_some() {
+            let i = sets
+                .iter()
+                .position(|set| node_sets.iter().any(|n| n.overlaps(set)))
+                .unwrap_or(0);
             problems.push(
                 format!("ipam.nodeRanges.{node}"),
                 format!("overlaps range set {i} of \"ranges\", which nodes without an entry use; make them disjoint"),
             );
         }
     }
-    for (i, (a, a_sets)) in node_ranges.iter().enumerate() {
-        for (b, b_sets) in &node_ranges[i + 1..] {
-            if a_sets.iter().any(|x| b_sets.iter().any(|y| x.overlaps(y))) {
-                problems.push(
-                    "ipam.nodeRanges",
-                    format!("the slices of nodes {a:?} and {b:?} overlap; each node needs its own disjoint slice, or two nodes can hand out one address"),
-                );
-            }
-        }
+    let node_spans = node_ranges
+        .iter()
+        .enumerate()
+        .flat_map(|(k, (_, node_sets))| node_sets.iter().flat_map(move |set| set.spans(k)))
+        .collect();
+    if let Some((a, b)) = first_overlap(node_spans) {
+        let (a, b) = (&node_ranges[a.min(b)].0, &node_ranges[a.max(b)].0);
+        problems.push(
+            "ipam.nodeRanges",
+            format!("the slices of nodes {a:?} and {b:?} overlap; each node needs its own disjoint slice, or two nodes can hand out one address"),
+        );
     }
     let node_name_file = PathBuf::from(
         ipam.string("nodeNameFile", problems)
