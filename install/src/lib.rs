@@ -481,7 +481,8 @@ fn parent(path: &Path) -> Option<PathBuf> {
 
 /// The whole program; returns the exit code.
 pub fn run(args: Args) -> i32 {
-    roslan::log::configure(roslan::log::Level::Info, None, "install: ".into());
+    // Without a log file there is nothing configure could refuse.
+    let _ = roslan::log::configure(roslan::log::Level::Info, None, "install: ".into());
     // First, before anything could start a thread: see `signals`.
     let signals = match Signals::install() {
         Ok(signals) => signals,

@@ -28,13 +28,14 @@ pub mod netlink;
 pub mod netns;
 pub mod sysctl;
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 
 use serde_json::Value;
 
 use cni::{Command, Request, Version};
 use config::NetConf;
-use error::Error;
+use error::{ConfigProblem, Error};
 
 /// The banner printed on stderr when the binary runs without CNI_COMMAND.
 pub fn banner() -> String {
@@ -56,12 +57,12 @@ pub enum Role {
 
 /// Runs one CNI invocation of the `roslan` plugin: reads the environment and stdin, writes the result
 /// or error JSON to `stdout`, and returns the process exit code.
-pub fn run(env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
+pub fn run(env: impl Fn(&str) -> Option<OsString>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
     run_as(Role::Plugin, env, stdin, stdout)
 }
 
 /// Runs one CNI invocation in the given role.
-pub fn run_as(role: Role, env: impl Fn(&str) -> Option<String>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
+pub fn run_as(role: Role, env: impl Fn(&str) -> Option<OsString>, stdin: impl Read, stdout: &mut impl Write) -> i32 {
     let request = match Request::read(env, stdin) {
         Ok(Some(request)) => request,
         Ok(None) => {
@@ -108,9 +109,10 @@ fn read_config(request: &Request, version: &mut Option<Version>) -> Result<Value
     Ok(value)
 }
 
-/// Logging as the configuration asks, before any work, and the warnings parsing collected.
-fn start_log(conf: &NetConf, request: &Request, role: &str) {
-    log::configure(
+/// Logging as the configuration asks, before any work, and the warnings parsing collected. A `logFile`
+/// roslan must not write to comes back as a configuration problem.
+fn start_log(conf: &NetConf, request: &Request, role: &str, problems: &mut Vec<ConfigProblem>) {
+    let opened = log::configure(
         conf.log_level,
         conf.log_file.as_deref(),
         format!(
@@ -121,6 +123,12 @@ fn start_log(conf: &NetConf, request: &Request, role: &str) {
             request.ifname
         ),
     );
+    if let Err(message) = opened {
+        problems.push(ConfigProblem {
+            key: "logFile".into(),
+            message,
+        });
+    }
     for line in &conf.warnings {
         warn!("{line}");
     }
@@ -128,8 +136,8 @@ fn start_log(conf: &NetConf, request: &Request, role: &str) {
 
 fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
     let value = read_config(request, version)?;
-    let (conf, problems) = NetConf::parse(&value)?;
-    start_log(&conf, request, "");
+    let (conf, mut problems) = NetConf::parse(&value)?;
+    start_log(&conf, request, "", &mut problems);
     if !request.command.is_cleanup() {
         conf.refuse_unsupported()?;
     }
@@ -146,8 +154,8 @@ fn dispatch(request: &Request, version: &mut Option<Version>) -> Result<Option<V
 
 fn dispatch_ipam(request: &Request, version: &mut Option<Version>) -> Result<Option<Value>, Error> {
     let value = read_config(request, version)?;
-    let (conf, problems) = ipam::standalone::parse(&value)?;
-    start_log(&conf, request, "ipam ");
+    let (conf, mut problems) = ipam::standalone::parse(&value)?;
+    start_log(&conf, request, "ipam ", &mut problems);
     config::refuse(request.command, problems)?;
     ipam::standalone::dispatch(request, &conf, &value)
 }

@@ -6,7 +6,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use roslan_ipam_core::file::kind_of;
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,26 +68,81 @@ fn sinks() -> &'static Mutex<Sinks> {
 }
 
 /// Sets the level, the optional log file and a context prefix (command, container, interface).
-/// A log file that cannot be opened is reported on stderr and otherwise ignored: logging must never
-/// be the reason an attachment fails.
-pub fn configure(level: Level, file: Option<&Path>, context: String) {
-    let opened = file.and_then(|path| {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => Some(file),
-            Err(err) => {
-                eprintln!("roslan: cannot open logFile {}: {err}", path.display());
-                None
-            }
-        }
-    });
+///
+/// The log file gets the data directory's rules: an absolute path (checked with the configuration), no
+/// symbolic link as its last component (so a configuration cannot make roslan append to a file of its
+/// choosing), a regular file (never a FIFO, which would block, or a device such as a terminal), and
+/// never the file stdout is, because stdout carries the result. Breaking one of these returns the
+/// problem for the caller to report under `logFile`, and nothing is logged to the file. A file that
+/// merely cannot be opened (a missing permission) is reported on stderr and otherwise ignored:
+/// logging must never be the reason an attachment fails.
+pub fn configure(level: Level, file: Option<&Path>, context: String) -> Result<(), String> {
+    let opened = match file {
+        Some(path) => open_log_file(path)?,
+        None => None,
+    };
     if let Ok(mut sinks) = sinks().lock() {
         sinks.level = level;
         sinks.file = opened;
         sinks.context = context;
     }
+    Ok(())
+}
+
+fn open_log_file(path: &Path) -> Result<Option<File>, String> {
+    if !path.is_absolute() {
+        // Reported by the configuration check; never resolved against the runtime's directory.
+        return Ok(None);
+    }
+    let refuse = |what: String| format!("{what}; use a regular file such as /var/log/roslan.log");
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(refuse(format!(
+                "{} is a symbolic link, which roslan does not follow",
+                path.display()
+            )));
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(refuse(format!("{} is {}", path.display(), kind_of(meta.file_type()))));
+        }
+        _ => {}
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // O_NONBLOCK: a FIFO swapped in after the check must not block the open.
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(flags.bits())
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(refuse(format!(
+                "{} is a symbolic link, which roslan does not follow",
+                path.display()
+            )));
+        }
+        Err(err) => {
+            eprintln!("roslan: cannot open logFile {}: {err}", path.display());
+            return Ok(None);
+        }
+    };
+    let meta = file.metadata().map_err(|err| format!("{}: {err}", path.display()))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("{} is {}", path.display(), kind_of(meta.file_type()))));
+    }
+    let stdout = nix::sys::stat::fstat(std::io::stdout().as_fd());
+    if stdout.is_ok_and(|out| out.st_dev == meta.dev() && out.st_ino == meta.ino()) {
+        return Err(refuse(format!(
+            "{} is the file stdout goes to, and stdout carries only the CNI result",
+            path.display()
+        )));
+    }
+    Ok(Some(file))
 }
 
 /// Civil UTC time from the Unix epoch (Howard Hinnant's algorithm), to avoid a date crate.

@@ -5,7 +5,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = if args.is_empty() {
         roslan::run(
-            |name| std::env::var(name).ok(),
+            |name| std::env::var_os(name),
             std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
         )

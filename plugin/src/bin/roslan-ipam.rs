@@ -4,7 +4,7 @@
 fn main() {
     let code = roslan::run_as(
         roslan::Role::Ipam,
-        |name| std::env::var(name).ok(),
+        |name| std::env::var_os(name),
         std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
     );

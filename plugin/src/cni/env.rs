@@ -4,6 +4,7 @@
 //! with one deliberate difference: CNI_PATH is only required when a delegate has to be found in it, as
 //! the spec says, because roslan serves its IPAM in-process.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -94,16 +95,30 @@ pub fn is_valid_identifier(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// The Go reference's interface name rules.
+/// Names the kernel uses for itself under `/proc/sys/net/*/conf/` and `neigh/`: a link called `all`
+/// or `default` would have its sysctls confused with the namespace-wide ones, and the kernel refuses
+/// the rename late (after the link was created and addressed).
+pub const RESERVED_IFNAMES: &[&str] = &["all", "default"];
+
+/// The Go reference's interface name rules, plus the names the kernel reserves in sysctl paths.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
     if name.len() > MAX_IFNAME {
-        return Err(format!("{name:?} is longer than {MAX_IFNAME} bytes"));
+        return Err(format!(
+            "{name:?} is longer than {MAX_IFNAME} bytes (the kernel's IFNAMSIZ)"
+        ));
     }
     if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a valid interface name"));
+        return Err(format!(
+            "{name:?} is not a valid interface name: \".\" and \"..\" name directories in /sys/class/net and /proc/sys/net"
+        ));
+    }
+    if RESERVED_IFNAMES.contains(&name) {
+        return Err(format!(
+            "{name:?} is reserved: /proc/sys/net/ipv4/conf/{name} holds the namespace-wide settings, so the kernel gives no link that name"
+        ));
     }
     if name
         .chars()
@@ -114,21 +129,65 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The environment variables roslan reads, for [`Request::read`].
+const VARS: [&str; 7] = [
+    "CNI_COMMAND",
+    "CNI_CONTAINERID",
+    "CNI_NETNS",
+    "CNI_IFNAME",
+    "CNI_ARGS",
+    "CNI_PATH",
+    "CNI_NETNS_OVERRIDE",
+];
+
+/// A variable's value as text. Variables that name the attachment or steer the command must be
+/// UTF-8 (code 4 otherwise, naming the variable): guessing at them would act on the wrong pod.
+/// CNI_ARGS and CNI_PATH are replaced lossily on DEL and GC, which must not fail on input only ADD
+/// needs; everywhere else a non-UTF-8 byte there would silently drop a requested `IP=`.
+fn text_of(name: &'static str, value: OsString, lossy: bool) -> Result<String, Error> {
+    match value.into_string() {
+        Ok(text) => Ok(text),
+        Err(raw) if lossy && matches!(name, "CNI_ARGS" | "CNI_PATH") => Ok(raw.to_string_lossy().into_owned()),
+        Err(raw) => Err(Error::env(
+            name,
+            format!(
+                "is not valid UTF-8 ({:?}); runtimes pass CNI variables as UTF-8 text",
+                raw.to_string_lossy()
+            ),
+        )),
+    }
+}
+
 impl Request {
     /// Reads the request from an environment lookup and a stdin reader.
     ///
     /// `Ok(None)` means CNI_COMMAND is unset: the caller prints the version banner.
-    pub fn read(env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Result<Option<Request>, Error> {
-        let Some(command_text) = env("CNI_COMMAND") else {
+    pub fn read(env: impl Fn(&str) -> Option<OsString>, stdin: impl Read) -> Result<Option<Request>, Error> {
+        let Some(command_raw) = env("CNI_COMMAND") else {
             return Ok(None);
         };
+        let command_text = command_raw.into_string().map_err(|raw| {
+            Error::env(
+                "CNI_COMMAND",
+                format!(
+                    "unknown CNI_COMMAND {:?}: it is not valid UTF-8; expected ADD, DEL, CHECK, VERSION, STATUS or GC",
+                    raw.to_string_lossy()
+                ),
+            )
+        })?;
         let command = Command::parse(&command_text).ok_or_else(|| {
             Error::env(
                 "CNI_COMMAND",
                 format!("unknown CNI_COMMAND {command_text:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC"),
             )
         })?;
-        let get = |name: &str| env(name).unwrap_or_default();
+        let mut values = std::collections::HashMap::new();
+        for name in VARS {
+            if let Some(raw) = env(name) {
+                values.insert(name, text_of(name, raw, command.is_cleanup())?);
+            }
+        }
+        let get = |name: &str| values.get(name).cloned().unwrap_or_default();
         let mut request = Request {
             command,
             container_id: get("CNI_CONTAINERID"),
@@ -235,8 +294,44 @@ mod tests {
     use std::collections::HashMap;
 
     fn request(vars: &[(&str, &str)]) -> Result<Option<Request>, Error> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, OsString> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
         Request::read(|k| map.get(k).cloned(), &b"{}"[..])
+    }
+
+    #[test]
+    fn non_utf8_values_are_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(b"AD\xffD".to_vec());
+        let with = |name: &str, command: &str| {
+            let mut map: HashMap<&str, OsString> = [
+                ("CNI_COMMAND", OsString::from(command)),
+                ("CNI_CONTAINERID", OsString::from("c")),
+                ("CNI_NETNS", OsString::from("/run/netns/x")),
+                ("CNI_IFNAME", OsString::from("net1")),
+            ]
+            .into_iter()
+            .collect();
+            map.insert(name, bad());
+            Request::read(|k| map.get(k).cloned(), &b"{}"[..])
+        };
+        for name in [
+            "CNI_COMMAND",
+            "CNI_CONTAINERID",
+            "CNI_NETNS",
+            "CNI_IFNAME",
+            "CNI_ARGS",
+            "CNI_PATH",
+        ] {
+            let err = with(name, "ADD").unwrap_err();
+            assert_eq!(err.code(), 4, "{name}: {err}");
+            assert!(
+                err.to_string().contains(name) && err.to_string().contains("UTF-8"),
+                "{err}"
+            );
+        }
+        // DEL must not fail on what only ADD uses.
+        assert!(with("CNI_ARGS", "DEL").unwrap().is_some());
+        assert_eq!(with("CNI_CONTAINERID", "DEL").unwrap_err().code(), 4);
     }
 
     #[test]
@@ -253,7 +348,7 @@ mod tests {
         assert!(check_ifname("net1").is_ok());
         assert!(check_ifname("a23456789012345").is_ok());
         assert!(check_ifname("a234567890123456").is_err());
-        for bad in ["", ".", "..", "a/b", "a:b", "a b", "a\nb"] {
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "a\nb", "all", "default"] {
             assert!(check_ifname(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,18 +1,24 @@
-//! Any environment (lines `NAME=value`, the first line's remainder as stdin): the request is read and
-//! validated, or refused with a CNI error; never a panic.
+//! Any environment (lines `NAME=value`, the first line's remainder as stdin; values are raw bytes, so
+//! they may be invalid UTF-8 as a hostile runtime can make them): the request is read and validated, or
+//! refused with a CNI error; never a panic.
 #![no_main]
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 
 use libfuzzer_sys::fuzz_target;
 use roslan::cni::Request;
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let mut lines = text.split('\n');
-    let stdin = lines.next().unwrap_or_default().as_bytes().to_vec();
-    let env: HashMap<String, String> = lines
-        .filter_map(|line| line.split_once('=').map(|(k, v)| (format!("CNI_{k}"), v.to_string())))
+    let mut lines = data.split(|b| *b == b'\n');
+    let stdin = lines.next().unwrap_or_default().to_vec();
+    let env: HashMap<String, OsString> = lines
+        .filter_map(|line| {
+            let eq = line.iter().position(|b| *b == b'=')?;
+            let name = String::from_utf8_lossy(&line[..eq]);
+            Some((format!("CNI_{name}"), OsString::from_vec(line[eq + 1..].to_vec())))
+        })
         .collect();
     match Request::read(|name| env.get(name).cloned(), stdin.as_slice()) {
         Ok(Some(request)) => {
