@@ -18,6 +18,8 @@ use std::path::Path;
 
 use nix::sched::{CloneFlags, setns};
 use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
+use roslan_ipam_core::IpamError;
+use roslan_ipam_core::file::{Links, open_regular};
 
 use crate::error::Error;
 
@@ -37,9 +39,21 @@ use ioctl::ns_get_nstype;
 
 impl Netns {
     /// Opens CNI_NETNS and checks that it is a network namespace, so that a wrong path fails with a
-    /// clear code-4 error before anything is created.
+    /// clear code-4 error before anything is created. A namespace file is a regular (empty) file on
+    /// nsfs; anything else (a FIFO, a socket, a device) is refused before it is opened, and the open
+    /// itself never blocks.
     pub fn open(path: &str) -> Result<Netns, Error> {
-        let file = File::open(path).map_err(|err| Error::env("CNI_NETNS", format!("cannot open {path}: {err}")))?;
+        let file = open_regular(Path::new(path), Links::Follow).map_err(|err| {
+            let why = match err {
+                IpamError::NotRegularFile { kind, .. } => format!("{path} is {kind}, not a network namespace"),
+                IpamError::Io { source, .. } => format!("cannot open {path}: {source}"),
+                other => other.to_string(),
+            };
+            Error::env(
+                "CNI_NETNS",
+                format!("{why} (expected a path such as /run/netns/<name> or /proc/<pid>/ns/net)"),
+            )
+        })?;
         let is_nsfs = fstatfs(file.as_fd()).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC);
         // SAFETY: NS_GET_NSTYPE takes no argument and only reads the namespace type of the file
         // behind the descriptor; `file` owns a valid open descriptor for the duration of the call.

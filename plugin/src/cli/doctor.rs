@@ -32,6 +32,7 @@ use crate::error::Error;
 use crate::master;
 use crate::netlink::{Link, Netlink, Runtime};
 use crate::sysctl::{self, Key};
+use roslan_ipam_core::file::{Links, read_regular};
 
 /// Where the plugin is looked for when `--cni-bin-dir` is not given: MicroK8s first, then the usual
 /// CNI directory (on MicroK8s `/opt/cni/bin` is often a link to the snap's, found once).
@@ -182,10 +183,10 @@ pub fn run(argv: &[String]) -> i32 {
     };
     let config = match &options.config {
         None => None,
-        Some(path) => match fs::read(path) {
+        Some(path) => match read_regular(path, crate::cni::env::MAX_STDIN as u64, Links::Follow) {
             Ok(text) => Some((path.as_path(), text)),
             Err(err) => {
-                eprintln!("roslan doctor: cannot read {}: {err}", path.display());
+                eprintln!("roslan doctor: cannot read the configuration: {err}");
                 return 2;
             }
         },

@@ -2,7 +2,11 @@
 //! NetworkAttachmentDefinitions before they are applied. Reports every problem and every ignored key.
 
 use std::io::Read;
+use std::path::Path;
 
+use roslan_ipam_core::file::{Links, read_regular};
+
+use crate::cni::env::MAX_STDIN;
 use crate::config::NetConf;
 
 /// Validates the configuration in `args[0]` (a file) or on stdin. Exit code 0 when ADD would accept it,
@@ -10,8 +14,21 @@ use crate::config::NetConf;
 pub fn run(args: &[String]) -> i32 {
     let mut text = Vec::new();
     let read = match args.first() {
-        Some(path) => std::fs::read(path).map(|data| text = data),
-        None => std::io::stdin().read_to_end(&mut text).map(|_| ()),
+        Some(path) => read_regular(Path::new(path), MAX_STDIN as u64, Links::Follow)
+            .map(|data| text = data)
+            .map_err(|err| err.to_string()),
+        None => std::io::stdin()
+            .take(MAX_STDIN as u64 + 1)
+            .read_to_end(&mut text)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+            .and_then(|()| {
+                if text.len() > MAX_STDIN {
+                    Err(format!("stdin is larger than {} MiB", MAX_STDIN >> 20))
+                } else {
+                    Ok(())
+                }
+            }),
     };
     if let Err(err) = read {
         eprintln!("roslan validate: cannot read the configuration: {err}");

@@ -1,11 +1,11 @@
 //! The built-in IPAM: host-local's semantics and files, in-process, with `nodeRanges` on top.
 
 use std::collections::HashSet;
-use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
 
 use ipnetwork::IpNetwork;
+use roslan_ipam_core::file::{Links, read_regular};
 use roslan_ipam_core::{IpamError, LockedStore, Owner, RangeSet, Store, allocate};
 
 use super::Assigned;
@@ -19,13 +19,41 @@ pub fn foreign_owner(evidence: &str) -> Owner {
     Owner::new("foreign-host", evidence)
 }
 
-/// This node's name for `nodeRanges`: the installer's file, else the host name.
-pub fn node_name(file: &Path) -> Option<String> {
-    let from_file = fs::read_to_string(file)
-        .ok()
+/// The largest node-name file read: a Kubernetes node name is at most 253 bytes.
+pub const MAX_NODE_NAME_FILE: u64 = 4 << 10;
+/// The largest resolv.conf read: real ones are a few hundred bytes.
+pub const MAX_RESOLV_CONF: u64 = 64 << 10;
+
+/// Reads a file named by the configuration key `key`: a regular file of at most `limit` bytes, or
+/// `None` when it does not exist. Anything else (a FIFO, a device, a directory, too large) is a
+/// configuration problem naming the key, found without blocking.
+fn read_config_file(key: &str, path: &Path, limit: u64) -> Result<Option<String>, Error> {
+    match read_regular(path, limit, Links::Follow) {
+        Ok(data) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+        Err(IpamError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(IpamError::Io { source, .. }) => Err(Error::Io {
+            what: format!("read {key} {}", path.display()),
+            source,
+        }),
+        Err(IpamError::FileTooLarge { limit, .. }) => Err(Error::config(
+            key,
+            format!(
+                "{} is larger than {} KiB; point {key} at the file it is meant to name",
+                path.display(),
+                limit >> 10
+            ),
+        )),
+        Err(other) => Err(Error::config(key, format!("{other}; point {key} at a regular file"))),
+    }
+}
+
+/// This node's name for `nodeRanges`: the installer's file, else the host name when the file does not
+/// exist.
+pub fn node_name(file: &Path) -> Result<Option<String>, Error> {
+    let from_file = read_config_file("ipam.nodeNameFile", file, MAX_NODE_NAME_FILE)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    from_file.or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
+    Ok(from_file.or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok())))
 }
 
 impl BuiltinIpam {
@@ -34,7 +62,7 @@ impl BuiltinIpam {
         if self.node_ranges.is_empty() {
             return Ok(&self.sets);
         }
-        let node = node_name(&self.node_name_file);
+        let node = node_name(&self.node_name_file)?;
         if let Some((_, sets)) = self.node_ranges.iter().find(|(name, _)| Some(name) == node.as_ref()) {
             return Ok(sets);
         }
@@ -56,9 +84,9 @@ impl BuiltinIpam {
 
 /// Parses a resolv.conf into the result's `dns`, as host-local's `resolvConf` does.
 pub fn parse_resolv_conf(path: &Path) -> Result<Dns, Error> {
-    let text = fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = read_config_file("ipam.resolvConf", path, MAX_RESOLV_CONF)?.ok_or_else(|| Error::Io {
         what: format!("read ipam.resolvConf {}", path.display()),
-        source,
+        source: std::io::ErrorKind::NotFound.into(),
     })?;
     let mut dns = Dns::default();
     for line in text.lines() {

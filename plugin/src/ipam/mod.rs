@@ -73,8 +73,9 @@ pub fn rollback(request: &Request, conf: &NetConf, owner: &Owner, assigned: &Ass
     }
 }
 
-/// DEL: releases what `owner` holds. A delegate that is not installed any more cannot hold anything
-/// roslan could release, so its absence is logged, never fatal.
+/// DEL: releases what `owner` holds. A delegate that is not installed any more, or whose `type` is not
+/// a plugin name at all (so ADD never ran it), cannot hold anything roslan could release: that is
+/// logged, never fatal.
 pub fn release(request: &Request, conf: &NetConf, owner: &Owner) -> Result<(), Error> {
     match &conf.ipam {
         IpamConf::None => Ok(()),
@@ -86,11 +87,25 @@ pub fn release(request: &Request, conf: &NetConf, owner: &Owner) -> Result<(), E
             Ok(())
         }
         IpamConf::Delegate { plugin } => {
-            if delegate::find(request, plugin)?.is_none() {
-                warn!("IPAM plugin {plugin:?} is not in CNI_PATH; nothing to release through it");
+            if !delegate_installed(request, plugin) {
                 return Ok(());
             }
             delegate::exec(request, plugin, "DEL").map(|_| ())
+        }
+    }
+}
+
+/// For DEL and GC: whether the delegate can be run at all, saying why not when it cannot.
+fn delegate_installed(request: &Request, plugin: &str) -> bool {
+    match delegate::find(request, plugin) {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            warn!("IPAM plugin {plugin:?} is not in CNI_PATH; nothing to release through it");
+            false
+        }
+        Err(err) => {
+            warn!("{err}; no IPAM plugin can have run, so there is nothing to release");
+            false
         }
     }
 }
@@ -142,7 +157,12 @@ pub fn gc(request: &Request, conf: &NetConf, valid: &[Owner]) -> Result<(), Erro
             }
             Ok(())
         }
-        IpamConf::Delegate { plugin } => delegate::exec(request, plugin, "GC").map(|_| ()),
+        IpamConf::Delegate { plugin } => {
+            if !delegate_installed(request, plugin) {
+                return Ok(());
+            }
+            delegate::exec(request, plugin, "GC").map(|_| ())
+        }
     }
 }
 
