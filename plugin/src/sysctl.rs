@@ -6,6 +6,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use nix::errno::Errno;
+
 use crate::error::Error;
 
 /// A sysctl named by its path components, so that interface names containing dots stay unambiguous.
@@ -72,24 +74,73 @@ fn effective<'a>(
     out
 }
 
-/// Writes every setting for the link named `device`. A default the kernel lacks (IPv6 disabled at
-/// boot, an older kernel) is skipped; a setting the user asked for must exist.
-pub fn apply(settings: &[crate::config::Sysctl], ifname: &str, device: &str) -> Result<(), Error> {
-    for (key, setting) in effective(settings, ifname, device) {
-        match write(&key, &setting.value) {
-            Err(Error::Sysctl { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                if setting.explicit {
-                    return Err(Error::Sysctl {
-                        key: setting.key.clone(),
-                        source: io::Error::new(
-                            io::ErrorKind::NotFound,
-                            "this kernel has no such sysctl in a pod's network namespace",
-                        ),
-                    });
-                }
+/// Values of pod-wide sysctls as they were before ADD changed them, to be written back if the ADD fails.
+/// Settings of the new link itself need no record: they vanish with it.
+#[derive(Debug, Default)]
+pub struct Previous(Vec<(Key, String)>);
+
+impl Previous {
+    /// Writes every recorded value back, newest first. Best-effort: this runs on a failure path, and
+    /// the original error is what the runtime must see.
+    pub fn restore(&self) {
+        for (key, value) in self.0.iter().rev() {
+            if let Err(err) = write(key, value) {
+                crate::warn!("rollback: could not restore sysctl {} to {value}: {err}", key.dotted());
             }
-            other => other?,
         }
+    }
+
+    /// True when no pod-wide value was changed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Writes every setting for the link named `device`, recording in `previous` the old value of each
+/// setting that outlives the link. A default the kernel lacks (IPv6 disabled at boot, an older kernel) is
+/// skipped; a setting the user asked for must exist and take its value, else the configuration key that
+/// asked for it is named, in the form the user wrote it.
+pub fn apply(
+    settings: &[crate::config::Sysctl],
+    ifname: &str,
+    device: &str,
+    previous: &mut Previous,
+) -> Result<(), Error> {
+    for (key, setting) in effective(settings, ifname, device) {
+        let pod_wide = !key.0.iter().any(|part| part == device);
+        if pod_wide && let Ok(old) = read(&key) {
+            previous.0.push((key.clone(), old));
+        }
+        let source = match write(&key, &setting.value) {
+            Ok(()) => continue,
+            Err(Error::Sysctl { source, .. }) => source,
+            Err(other) => return Err(other),
+        };
+        if source.kind() == io::ErrorKind::NotFound && !setting.explicit {
+            continue;
+        }
+        let refused_value =
+            matches!(source.raw_os_error(), Some(code) if code == Errno::EINVAL as i32 || code == Errno::ERANGE as i32);
+        return Err(match (&setting.origin, source.kind()) {
+            (Some(origin), io::ErrorKind::NotFound) => Error::config(
+                origin.clone(),
+                format!(
+                    "this kernel has no sysctl {} in a pod's network namespace (value {:?}); check its spelling, or remove it",
+                    setting.key, setting.value
+                ),
+            ),
+            (Some(origin), _) if refused_value => Error::config(
+                origin.clone(),
+                format!(
+                    "the kernel refused {:?} for {} ({source}); use a value it accepts",
+                    setting.value, setting.key
+                ),
+            ),
+            _ => Error::Sysctl {
+                key: format!("{} = {:?}", setting.key, setting.value),
+                source,
+            },
+        });
     }
     Ok(())
 }

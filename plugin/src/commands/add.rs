@@ -27,7 +27,7 @@ use nix::errno::Errno;
 
 use super::{Attachment, resolve_master};
 use crate::cni::{CniArgs, CniResult, Interface, IpConfig, Request, Route};
-use crate::config::{IpamConf, NetConf, is_multicast_prefix};
+use crate::config::{IpamConf, MIN_MTU, NetConf, is_multicast_prefix};
 use crate::error::Error;
 use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
@@ -51,6 +51,26 @@ struct Plan<'a> {
     requested: &'a [IpAddr],
     /// The MAC was derived from the pod's name (`stableMac`), not given.
     stable_mac: bool,
+    /// Where an explicit MAC came from, for a refusal's message.
+    mac_source: Option<MacSource>,
+}
+
+/// Who asked for the MAC the kernel may refuse, so that the refusal points there.
+#[derive(Clone, Copy, Debug)]
+enum MacSource {
+    /// A configuration key (`mac`, `args.cni.mac`, `runtimeConfig.mac`): code 7.
+    Config(&'static str),
+    /// CNI_ARGS `MAC=`: code 4.
+    CniArgs,
+}
+
+impl MacSource {
+    fn refused(self, message: String) -> Error {
+        match self {
+            MacSource::Config(key) => Error::config(key, message),
+            MacSource::CniArgs => Error::env("CNI_ARGS", format!("MAC=: {message}")),
+        }
+    }
 }
 
 /// What has been done so far, so that a failure can undo exactly that.
@@ -58,6 +78,8 @@ struct Undo<'a> {
     link: Option<u32>,
     /// Interfaces whose IFF_MULTICAST was cleared (`multicast.exclusive`).
     cleared: Vec<u32>,
+    /// Pod-wide sysctls as they were before ADD wrote them.
+    sysctls: sysctl::Previous,
     assigned: Option<Assigned>,
     request: &'a Request,
     conf: &'a NetConf,
@@ -65,7 +87,12 @@ struct Undo<'a> {
 }
 
 impl Undo<'_> {
-    fn run(self, pod: &Netlink<'_>) {
+    fn run(self, pod: &Netlink<'_>, netns: &Netns) {
+        if !self.sysctls.is_empty()
+            && let Err(err) = netns.run(|| self.sysctls.restore())
+        {
+            warn!("rollback: could not enter the pod to restore its sysctls: {err}");
+        }
         for index in &self.cleared {
             if let Err(err) = pod.set_multicast(*index, true) {
                 warn!("rollback: could not restore the multicast flag of interface {index}: {err}");
@@ -96,14 +123,19 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
             )
         })?),
     };
-    let explicit_mac = conf.mac_override.or(cni_args_mac).or(conf.mac);
+    let explicit_mac = conf
+        .mac_override
+        .map(|(mac, key)| (mac, MacSource::Config(key)))
+        .or(cni_args_mac.map(|mac| (mac, MacSource::CniArgs)))
+        .or(conf.mac.map(|mac| (mac, MacSource::Config("mac"))));
     let stable_mac = match (&args.pod_namespace, &args.pod_name) {
         (Some(namespace), Some(pod)) if conf.stable_mac && explicit_mac.is_none() => {
             Some(Mac::stable(&conf.name, namespace, pod))
         }
         _ => None,
     };
-    let mac = explicit_mac.or(stable_mac);
+    let mac_source = explicit_mac.map(|(_, source)| source);
+    let mac = explicit_mac.map(|(mac, _)| mac).or(stable_mac);
     let mut requested = args.ips.clone();
     requested.extend(conf.requested_ips.iter().copied());
     if !requested.is_empty() && matches!(conf.ipam, IpamConf::None) {
@@ -154,7 +186,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         mac,
         bc_queue_len: conf.bc_queue_len,
     };
-    create_link(&runtime, &host, &netns, &attachment, &spec, &master.name)?;
+    create_link(&runtime, &host, &netns, &attachment, &spec, &master.name, mac_source)?;
     fault::point("add:created");
     watch.lap("create");
     let (pod, free) = match runtime.connect_in_with(&netns, || ifname_is_free(request)) {
@@ -173,6 +205,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     let mut undo = Undo {
         link: None,
         cleared: Vec::new(),
+        sysctls: sysctl::Previous::default(),
         assigned: None,
         request,
         conf,
@@ -182,6 +215,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         let plan = Plan {
             requested: &requested,
             stable_mac: stable_mac.is_some(),
+            mac_source,
         };
         configure(&pod, &netns, request, conf, &attachment, &plan, &mut undo, &mut watch)
     });
@@ -208,7 +242,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
                 // Failed before the link was read back: find it by its temporary name.
                 undo.link = pod.link_by_name(&attachment.temp_name).ok().flatten().map(|l| l.index);
             }
-            undo.run(&pod);
+            undo.run(&pod, &netns);
             Err(err)
         }
     }
@@ -227,8 +261,16 @@ fn ifname_is_free(request: &Request) -> Result<(), Error> {
 
 /// Inside the pod, before the link comes up: the interface's sysctls (its temporary name stands for
 /// IFNAME), roslan's own first: `arp_notify` and `ndisc_notify` make the kernel announce the addresses
-/// (gratuitous ARP, unsolicited neighbour advertisement) when the link comes up.
-fn set_sysctls(conf: &NetConf, ifname: &str, temp: &str, has_v6: bool, dad: bool) -> Result<(), Error> {
+/// (gratuitous ARP, unsolicited neighbour advertisement) when the link comes up. Pod-wide values are
+/// recorded in `previous` before they change, so that a failed ADD leaves the pod as it found it.
+fn set_sysctls(
+    conf: &NetConf,
+    ifname: &str,
+    temp: &str,
+    has_v6: bool,
+    dad: bool,
+    previous: &mut sysctl::Previous,
+) -> Result<(), Error> {
     sysctl::write(&Key::interface("ipv4", temp, "arp_notify"), "1")?;
     if has_v6 {
         sysctl::write(&Key::interface("ipv6", temp, "disable_ipv6"), "0")?;
@@ -237,7 +279,7 @@ fn set_sysctls(conf: &NetConf, ifname: &str, temp: &str, has_v6: bool, dad: bool
             sysctl::write(&Key::interface("ipv6", temp, "accept_dad"), "1")?;
         }
     }
-    sysctl::apply(&conf.sysctls, ifname, temp)
+    sysctl::apply(&conf.sysctls, ifname, temp, previous)
 }
 
 /// The multicast flags ADD will change, decided from one dump of the pod's links.
@@ -292,6 +334,7 @@ fn create_link(
     attachment: &Attachment,
     spec: &MacvlanSpec<'_>,
     master_name: &str,
+    mac_source: Option<MacSource>,
 ) -> Result<(), Error> {
     let create = || host.create_macvlan(spec, netns);
     match create() {
@@ -315,14 +358,23 @@ fn create_link(
             }
         }
         Err(err) if (err.is(Errno::EADDRNOTAVAIL) || err.is(Errno::EADDRINUSE)) && spec.mac.is_some() => {
-            Err(Error::config(
-                "mac",
-                format!(
-                    "the kernel refused MAC {} ({err}); use a unicast address not used by another macvlan on {master_name}",
-                    spec.mac.map(|m| m.to_string()).unwrap_or_default()
-                ),
-            ))
+            let message = format!(
+                "the kernel refused MAC {} ({err}); use a unicast address not used by another macvlan on {master_name}",
+                spec.mac.map(|m| m.to_string()).unwrap_or_default()
+            );
+            Err(match mac_source {
+                Some(source) => source.refused(message),
+                // A stable MAC is roslan's own choice; the kernel refusing it is not the user's mistake.
+                None => Error::netlink(format!("create macvlan on {master_name}"))(err),
+            })
         }
+        Err(err) if err.is(Errno::EINVAL) && spec.mtu.is_some() => Err(Error::config(
+            "mtu",
+            format!(
+                "the kernel refused MTU {} for a macvlan on {master_name} ({err}); use a value from {MIN_MTU} to the master's MTU, or 0 for the master's",
+                spec.mtu.unwrap_or_default()
+            ),
+        )),
         Err(err) => Err(Error::netlink(format!("create macvlan on {master_name}"))(err)),
     }
 }
@@ -338,7 +390,6 @@ fn configure(
     undo: &mut Undo<'_>,
     watch: &mut Stopwatch,
 ) -> Result<CniResult, Error> {
-    let stable_mac = plan.stable_mac;
     // One dump gives the new link and what the multicast flags need.
     let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
     let mut link = links
@@ -367,7 +418,16 @@ fn configure(
     let probe = builtin.and_then(|b| b.probe_timeout_ms).map(Duration::from_millis);
     let dad = builtin.is_some_and(|b| b.dad);
     let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
-    netns.run(|| set_sysctls(conf, &request.ifname, &attachment.temp_name, has_v6, dad))??;
+    netns.run(|| {
+        set_sysctls(
+            conf,
+            &request.ifname,
+            &attachment.temp_name,
+            has_v6,
+            dad,
+            &mut undo.sysctls,
+        )
+    })??;
     fault::point("add:sysctls");
     let cleared: Vec<String> = flags.exclusive.iter().map(|(name, _)| name.clone()).collect();
     let alias = attachment.alias(conf.multicast.exclusive.then_some(cleared.as_slice()));
@@ -376,7 +436,7 @@ fn configure(
     let mut ips = assigned.ips.clone();
     if let Some(timeout) = probe {
         // The link must be up to probe, and must not hold the address it is probing.
-        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
+        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, plan)? {
             link.mac = Some(mac);
         }
         fault::point("add:up");
@@ -397,7 +457,7 @@ fn configure(
     } else {
         add_addresses(pod, request, &link, &ips, dad)?;
         fault::point("add:addressed");
-        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, stable_mac)? {
+        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, plan)? {
             link.mac = Some(mac);
         }
         fault::point("add:up");
@@ -456,11 +516,11 @@ fn rename_and_up(
     attachment: &Attachment,
     link: &Link,
     alias: &str,
-    stable_mac: bool,
+    plan: &Plan<'_>,
 ) -> Result<Option<Mac>, Error> {
     match pod.rename_and_up(link.index, &request.ifname, alias) {
         Ok(()) => Ok(None),
-        Err(err) if err.is(Errno::EADDRINUSE) && stable_mac => {
+        Err(err) if err.is(Errno::EADDRINUSE) && plan.stable_mac => {
             let fallback = Mac::stable(&attachment.owner.container_id, &request.ifname, "fallback");
             warn!(
                 "the stable MAC {} is still in use on the master; using {fallback} for this sandbox",
@@ -468,16 +528,20 @@ fn rename_and_up(
             );
             pod.set_address(link.index, fallback)
                 .map_err(Error::netlink("change the MAC"))?;
-            rename_and_up(pod, request, attachment, link, alias, false)?;
+            let fixed = Plan {
+                stable_mac: false,
+                ..*plan
+            };
+            rename_and_up(pod, request, attachment, link, alias, &fixed)?;
             Ok(Some(fallback))
         }
-        Err(err) if err.is(Errno::EADDRINUSE) => Err(Error::config(
-            "mac",
-            format!(
+        Err(err) if err.is(Errno::EADDRINUSE) && plan.mac_source.is_some() => {
+            let message = format!(
                 "MAC {} is already used by another macvlan on the master; choose another",
                 link.mac.map(|m| m.to_string()).unwrap_or_default()
-            ),
-        )),
+            );
+            Err(plan.mac_source.unwrap_or(MacSource::Config("mac")).refused(message))
+        }
         Err(err) if err.is(Errno::EEXIST) => Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
             netns: request.netns.clone(),

@@ -61,6 +61,11 @@ pub enum MasterSpec {
     Subnet(IpNetwork),
 }
 
+/// The smallest MTU the kernel accepts for an Ethernet device (ETH_MIN_MTU), and IPv4's minimum.
+pub const MIN_MTU: u32 = 68;
+/// IPv6's minimum link MTU (RFC 8200): below it the kernel disables IPv6 on the link.
+pub const MIN_MTU_IPV6: u32 = 1280;
+
 /// True for prefixes that lie entirely in multicast space (224.0.0.0/4 or ff00::/8).
 pub fn is_multicast_prefix(net: &IpNetwork) -> bool {
     match net {
@@ -90,8 +95,9 @@ pub struct NetConf {
     pub bc_queue_len: Option<u32>,
     /// `mac`: the lowest-precedence MAC (CNI_ARGS `MAC=` overrides it).
     pub mac: Option<Mac>,
-    /// `runtimeConfig.mac`, else `args.cni.mac`: overrides CNI_ARGS `MAC=` and `mac`.
-    pub mac_override: Option<Mac>,
+    /// `runtimeConfig.mac`, else `args.cni.mac`: overrides CNI_ARGS `MAC=` and `mac`; with the key it
+    /// came from, for messages.
+    pub mac_override: Option<(Mac, &'static str)>,
     /// `ipam`.
     pub ipam: IpamConf,
     /// `multicast`.
@@ -144,6 +150,21 @@ fn parse_version(text: Option<&str>) -> Result<Version, Error> {
 impl NetConf {
     /// Decodes stdin into JSON; code 6 on failure.
     pub fn decode(stdin: &[u8]) -> Result<Value, Error> {
+        // Editors on some systems save with a byte-order mark; JSON allows none, and the parser's
+        // "expected value at line 1 column 1" does not say what is there.
+        let mark = match stdin {
+            [0xEF, 0xBB, 0xBF, ..] => Some("a UTF-8 byte-order mark (EF BB BF)"),
+            [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => Some("a UTF-16 byte-order mark"),
+            _ => None,
+        };
+        if let Some(mark) = mark {
+            return Err(Error::Decode {
+                what: "network configuration on stdin",
+                detail: format!(
+                    "it starts with {mark}, which JSON does not allow; save the configuration as UTF-8 without a byte-order mark"
+                ),
+            });
+        }
         let value: Value = serde_json::from_slice(stdin).map_err(|err| Error::Decode {
             what: "network configuration on stdin",
             detail: format!("{err}; the runtime must pass the network configuration as a JSON object"),
@@ -186,8 +207,9 @@ impl NetConf {
             );
         }
 
+        let name_present = obj.get("name").is_some();
         let name = obj.string("name", &mut problems).unwrap_or_default();
-        if name.is_empty() {
+        if name.is_empty() && (!name_present || root.get("name").is_some_and(Value::is_string)) {
             problems.push(
                 "name",
                 "missing network name; set \"name\" (letters, digits, '_', '.', '-')",
@@ -229,6 +251,12 @@ impl NetConf {
             .integer("mtu", 0, 65535, &mut problems)
             .filter(|m| *m > 0)
             .map(|m| m as u32);
+        if let Some(small) = mtu.filter(|m| *m < MIN_MTU) {
+            problems.push(
+                "mtu",
+                format!("{small} is below {MIN_MTU}, the smallest MTU the kernel gives an Ethernet link (IPv4 needs {MIN_MTU}); use 0 for the master's MTU"),
+            );
+        }
         let bc_queue_len = obj
             .integer("bcqueuelen", 1, u64::from(u32::MAX), &mut problems)
             .map(|m| m as u32);
@@ -260,14 +288,14 @@ impl NetConf {
             && let Some(mut cni) = args.object("cni", &mut problems)
         {
             if let Some(found) = mac_of(&mut cni, "mac", &mut problems) {
-                mac_override = Some(found);
+                mac_override = Some((found, "args.cni.mac"));
             }
             requested_ips.extend(requested_list(&mut cni, &mut problems));
             cni.allow(&["labels"]);
         }
         if let Some(mut runtime) = obj.object("runtimeConfig", &mut problems) {
             if let Some(found) = mac_of(&mut runtime, "mac", &mut problems) {
-                mac_override = Some(found);
+                mac_override = Some((found, "runtimeConfig.mac"));
             }
             requested_ips.extend(requested_list(&mut runtime, &mut problems));
             runtime_ranges = runtime
@@ -287,6 +315,19 @@ impl NetConf {
         }
 
         let ipam = ipam::parse(&mut obj, version, runtime_ranges, &mut problems, &mut warnings);
+        if let (Some(mtu), IpamConf::Builtin(builtin)) = (mtu, &ipam)
+            && mtu < MIN_MTU_IPV6
+            && builtin
+                .sets
+                .iter()
+                .chain(builtin.node_ranges.iter().flat_map(|(_, s)| s))
+                .any(|s| !s.is_ipv4())
+        {
+            problems.push(
+                "mtu",
+                format!("{mtu} is below {MIN_MTU_IPV6}, IPv6's minimum: the kernel turns IPv6 off on such a link and its IPv6 address cannot be added; raise mtu or remove the IPv6 range"),
+            );
+        }
 
         let multicast = ros::parse_multicast(&mut obj, &mut problems, &mut warnings);
         let sysctls = ros::parse_sysctls(&mut obj, &mut problems);
@@ -297,6 +338,15 @@ impl NetConf {
             .string("logFile", &mut problems)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
+        if let Some(path) = log_file.as_ref().filter(|p| !p.is_absolute()) {
+            problems.push(
+                "logFile",
+                format!(
+                    "{} is relative, so it would land in whatever directory the runtime runs in; use an absolute path such as /var/log/roslan.log",
+                    path.display()
+                ),
+            );
+        }
         let log_level = match obj.string("logLevel", &mut problems).as_deref() {
             None => Level::Info,
             Some(text) => Level::parse(text).unwrap_or_else(|| {

@@ -91,6 +91,9 @@ pub struct Sysctl {
     /// Set by the user (a missing key is an error) rather than a default (skipped when the kernel lacks it,
     /// e.g. IPv6 disabled at boot).
     pub explicit: bool,
+    /// The configuration key a refusal is reported under (`sysctl.<key>` or `igmpVersion`); `None` for
+    /// a ROS default, which no key of the user's asked for.
+    pub origin: Option<String>,
 }
 
 /// The ROS defaults, each overridable in `sysctl` (or skipped with `null`):
@@ -171,6 +174,7 @@ pub fn parse_sysctls(root: &mut Obj<'_>, problems: &mut Problems) -> Vec<Sysctl>
             key: (*key).into(),
             value: (*value).into(),
             explicit: false,
+            origin: None,
         })
         .collect();
     if let Some(version) = root.integer("igmpVersion", 2, 3, problems) {
@@ -179,11 +183,13 @@ pub fn parse_sysctls(root: &mut Obj<'_>, problems: &mut Problems) -> Vec<Sysctl>
             key: "net.ipv4.conf.IFNAME.force_igmp_version".into(),
             value: version.to_string(),
             explicit: true,
+            origin: Some("igmpVersion".into()),
         });
         settings.push(Sysctl {
             key: "net.ipv6.conf.IFNAME.force_mld_version".into(),
             value: (version - 1).to_string(),
             explicit: false,
+            origin: Some("igmpVersion".into()),
         });
     }
     let Some(map) = root.object("sysctl", problems) else {
@@ -216,6 +222,7 @@ pub fn parse_sysctls(root: &mut Obj<'_>, problems: &mut Problems) -> Vec<Sysctl>
                 key: key.clone(),
                 value,
                 explicit: true,
+                origin: Some(full),
             });
         }
     }
