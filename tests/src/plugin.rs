@@ -1,6 +1,7 @@
 //! Running a CNI plugin binary exactly as a runtime does: a clean environment with the CNI_*
 //! variables, the network configuration on stdin, the result or error JSON read from stdout.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,11 @@ pub struct Call<'a> {
     pub stdin: Vec<u8>,
     /// Extra environment variables.
     pub env: Vec<(&'a str, String)>,
+    /// Environment variables as raw bytes (applied last, so they can replace a CNI_* variable with a
+    /// value that is not UTF-8).
+    pub env_os: Vec<(&'a str, OsString)>,
+    /// The working directory the plugin starts in (the caller's when `None`).
+    pub cwd: Option<PathBuf>,
     /// Environment variables to leave out entirely.
     pub unset: Vec<&'a str>,
     /// A command the plugin runs under, e.g. `["unshare", "--uts", ...]` to give it another host name.
@@ -167,6 +173,8 @@ impl<'a> Call<'a> {
             cni_path: REFERENCE_DIR.to_string(),
             stdin: serde_json::to_vec(conf).expect("serialise config"),
             env: Vec::new(),
+            env_os: Vec::new(),
+            cwd: None,
             unset: Vec::new(),
             wrapper: Vec::new(),
         }
@@ -180,6 +188,13 @@ impl<'a> Call<'a> {
     /// Sets CNI_ARGS.
     pub fn args(mut self, args: &str) -> Call<'a> {
         self.args = args.to_string();
+        self
+    }
+
+    /// Sets an environment variable to raw bytes (not necessarily UTF-8).
+    pub fn env_bytes(mut self, key: &'a str, value: &[u8]) -> Call<'a> {
+        use std::os::unix::ffi::OsStringExt;
+        self.env_os.push((key, OsString::from_vec(value.to_vec())));
         self
     }
 
@@ -213,6 +228,12 @@ impl<'a> Call<'a> {
         }
         for (key, value) in &self.env {
             cmd.env(key, value);
+        }
+        for (key, value) in &self.env_os {
+            cmd.env(key, value);
+        }
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
         }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd

@@ -166,7 +166,7 @@ fn symlinks_in_the_data_directory_are_never_followed() {
 
     std::fs::remove_file(net.join("lock")).unwrap();
     symlink(&outside.file, net.join("lock")).unwrap();
-    refused(&add(&lan, &pod, &conf), 5, "a symlinked lock file");
+    refused(&add(&lan, &pod, &conf), 7, "a symlinked lock file");
     outside.assert_untouched("a symlinked lock file");
 }
 
