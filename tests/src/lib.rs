@@ -10,6 +10,7 @@ pub mod dds;
 pub mod lan;
 pub mod multus;
 pub mod netns;
+pub mod peer;
 pub mod plugin;
 pub mod traffic;
 
