@@ -13,10 +13,22 @@
 //!
 //! The only DDS configuration anywhere is `<Transport>udp6</Transport>` in the IPv6 test: Cyclone speaks
 //! IPv4 unless told otherwise, and no CNI plugin can tell it.
+//!
+//! Each topology also has a ROS 2 row (`ros2_*`): the seed's talker and listener
+//! (`manifests/examples/scripts`, unmodified) on rclpy and Fast DDS, ROS 2's default middleware, each in
+//! a container of its pod (its own mount and PID namespace, the pod's network namespace and /dev/shm,
+//! its own machine-id; `roslan_tests::container`). Fast DDS chooses differently from Cyclone: it sends
+//! discovery out of every interface, each socket pinned to its interface, and ignores IFF_MULTICAST. So
+//! where Cyclone's controls fail because Cyclone picks `eth0` (the reference without a route, roslan with
+//! `exclusive: false`), Fast DDS works, and the ROS 2 rows assert that, measured; where the control fails
+//! because of the network itself (the gateway on the reference's multicast route), Fast DDS fails too.
+//! Its IPv6 counterpart of `udp6` is `FASTDDS_BUILTIN_TRANSPORTS=UDPv6`.
 
 use roslan_tests::Lan;
+use roslan_tests::container::Sandbox;
 use roslan_tests::dds::{Chatter, Ddsperf, UDP6_URI, cyclone_selection, namespace_state, require_peers};
 use roslan_tests::netns::Netns;
+use roslan_tests::ros2::{Chat, ChatOutcome, FASTDDS_UDPV6, Middleware, require_nodes};
 use serde_json::json;
 
 /// A LAN for one test, after checking that ddsperf and the venv are there (a missing peer fails the
@@ -24,6 +36,53 @@ use serde_json::json;
 fn lan() -> Lan {
     require_peers();
     Lan::new()
+}
+
+/// A LAN for one ROS 2 test, after checking that the venv has rclpy and Fast DDS.
+fn ros2_lan() -> Lan {
+    require_nodes();
+    Lan::new()
+}
+
+/// The seed's listener in a pod on `listener` and its talker in a pod on `talker` (the same pod when
+/// both are one namespace) must hear each other (`heard`) or not; `env` is the IPv6 transport or nothing.
+/// A run that hears nothing counts only if both nodes came up (`ChatOutcome::all_up`), and it waits 6 s
+/// after the talker published its first message.
+fn assert_ros2(
+    listener: &Netns,
+    talker: &Netns,
+    env: &[(&'static str, &'static str)],
+    heard: bool,
+    topology: &str,
+) -> ChatOutcome {
+    let listener_pod = Sandbox::new(listener, "listener-pod");
+    let talker_pod = (listener.name() != talker.name()).then(|| Sandbox::new(talker, "talker-pod"));
+    let mut chat = Chat::new(
+        Middleware::FastDds,
+        (&listener_pod, "l1"),
+        vec![(talker_pod.as_ref().unwrap_or(&listener_pod), "t1")],
+    );
+    chat.env = env.to_vec();
+    let want: &[&str] = if heard { &["t1"] } else { &[] };
+    let outcome = chat.run();
+    outcome.assert_heard(want, topology);
+    outcome
+}
+
+/// Panics unless every UDP socket of the run's listener is IPv6 (`ss` shows `[addr]:port`, or `*:port`
+/// for `[::]`; an IPv4 one is `0.0.0.0:port` or `a.b.c.d:port`): Fast DDS used its UDPv6 transport and
+/// nothing else, so what was heard came over IPv6.
+fn assert_ipv6_only(outcome: &ChatOutcome, topology: &str) {
+    let sockets = &outcome.listener_sockets;
+    let ipv4 = |line: &String| {
+        line.split_whitespace()
+            .nth(3)
+            .is_none_or(|local| local.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    assert!(
+        !sockets.is_empty() && !sockets.iter().any(ipv4),
+        "{topology}: the listener has IPv4 sockets (or none): {sockets:#?}"
+    );
 }
 
 /// Cyclone's selection in `ns` must be `want`, with the candidates in the message.
@@ -304,4 +363,204 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
         "IPv6 (udp6), exclusive false, dual-homed pods",
         Some(UDP6_URI),
     );
+}
+
+// ROS 2 rows: the seed's talker and listener on Fast DDS, in containers, in the same topologies.
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_single_homed_pods_hear_each_other() {
+    let lan = ros2_lan();
+    let conf = lan.config("0.3.1");
+    let (a, b) = (lan.pod(), lan.pod());
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+    assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, single-homed pods");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_dual_homed_pods_hear_each_other_over_net1() {
+    // The overlay forwards nothing, so what the nodes exchange goes over net1, although Fast DDS also
+    // announces (and tries) eth0's cluster address.
+    let lan = ros2_lan();
+    let conf = lan.config("0.3.1");
+    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+    assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
+    assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, dual-homed pods");
+    assert_ros2(&b.ns, &a.ns, &[], true, "ROS 2, dual-homed pods, the other way");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_two_containers_in_one_pod_hear_each_other() {
+    // Two containers of one pod, each PID 1 of its own PID namespace: the GUID collision of old Fast DDS
+    // (eProsima/Fast-DDS #1633, same IP and PID) no longer happens.
+    let lan = ros2_lan();
+    let pod = lan.dual_homed_pod();
+    lan.add(&pod, "net1", &lan.config("0.3.1"));
+    assert_ros2(
+        &pod.ns,
+        &pod.ns,
+        &[],
+        true,
+        "ROS 2, two containers in one dual-homed pod",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_pod_and_plain_lan_host_hear_each_other() {
+    // The LAN host runs its node in a sandbox of its own too (its own /dev/shm), as a separate machine.
+    let lan = ros2_lan();
+    let pod = lan.dual_homed_pod();
+    lan.add(&pod, "net1", &lan.config("0.3.1"));
+    assert_ros2(&lan.host, &pod.ns, &[], true, "ROS 2, dual-homed pod -> LAN host");
+    assert_ros2(&pod.ns, &lan.host, &[], true, "ROS 2, LAN host -> dual-homed pod");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_ipv6_dual_stack_pods_hear_each_other_over_net1() {
+    // Fast DDS speaks UDPv4 (and shared memory) unless its transports are set; UDPv6 is the one piece
+    // of DDS configuration, as udp6 is for Cyclone.
+    let lan = ros2_lan();
+    let mut conf = lan.config("0.3.1");
+    conf["ipam"]["ranges"]
+        .as_array_mut()
+        .expect("ranges")
+        .push(json!([{"subnet": "fd00:77::/64"}]));
+    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+    let topology = "ROS 2, IPv6 (UDPv6) dual-homed pods";
+    assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_dual_homed_pods() {
+    // Fast DDS pins each discovery socket to its interface, but the kernel still routes the datagram:
+    // on net1 `224.0.0.0/4 via <gateway>` sends it to the gateway's MAC, on eth0 the overlay carries
+    // nothing. The gateway is the LAN host here, and it does hear the pod: the route works for the one
+    // machine it points at and for nobody else.
+    let lan = ros2_lan();
+    let conf = lan.reference_config("0.3.1");
+    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
+    assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, dual-homed pods");
+    assert_ros2(
+        &lan.host,
+        &a.ns,
+        &[],
+        true,
+        "ROS 2, reference + route, pod -> the gateway (LAN host)",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_reference_plugins_without_a_route_work_in_dual_homed_pods() {
+    // Not a negative control for Fast DDS (it is Cyclone's): with no multicast route, a socket pinned
+    // to net1 (IP_MULTICAST_IF) sends straight onto net1, and Fast DDS pins one socket per interface. So
+    // the reference plugins as the seed configured them (no routes) already work for Fast DDS.
+    let lan = ros2_lan();
+    let mut conf = lan.reference_config("0.3.1");
+    conf["ipam"].as_object_mut().expect("ipam").remove("routes");
+    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
+    assert!(!a.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"));
+    assert_ros2(
+        &a.ns,
+        &b.ns,
+        &[],
+        true,
+        "ROS 2, reference without route, dual-homed pods",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_single_homed_pods() {
+    // The route alone: net1 is the only interface and the gateway route still sends SPDP to the
+    // gateway's MAC.
+    let lan = ros2_lan();
+    let conf = lan.reference_config("0.3.1");
+    let (a, b) = (lan.pod(), lan.pod());
+    lan.reference_add(&a, "net1", &conf);
+    lan.reference_add(&b, "net1", &conf);
+    assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, single-homed pods");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
+    // Fast DDS ignores IFF_MULTICAST (it checks only that an interface runs), so `exclusive` is for
+    // Cyclone; roslan's routes are enough for Fast DDS.
+    let lan = ros2_lan();
+    let mut conf = lan.config("0.3.1");
+    conf["multicast"] = json!({"exclusive": false});
+    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+    assert!(a.ns.has_flag("eth0", "MULTICAST"));
+    assert_ros2(
+        &a.ns,
+        &b.ns,
+        &[],
+        true,
+        "ROS 2, roslan with exclusive false, dual-homed pods",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn ros2_ipv6_without_exclusive_multicast_works_in_dual_homed_pods() {
+    // The IPv6 counterpart: with eth0 keeping IFF_MULTICAST, Fast DDS over UDPv6 still uses net1 too.
+    let lan = ros2_lan();
+    let mut conf = lan.config("0.3.1");
+    conf["ipam"]["ranges"]
+        .as_array_mut()
+        .expect("ranges")
+        .push(json!([{"subnet": "fd00:77::/64"}]));
+    conf["multicast"] = json!({"exclusive": false});
+    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
+    lan.add(&a, "net1", &conf);
+    lan.add(&b, "net1", &conf);
+    let topology = "ROS 2, IPv6 (UDPv6), exclusive false, dual-homed pods";
+    assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }
