@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod container;
 pub mod dds;
 pub mod lan;
+pub mod layouts;
 pub mod multus;
 pub mod netns;
 pub mod peer;
