@@ -97,8 +97,9 @@ conformance: deps venv
 		echo "scored $$name"; \
 	done
 
-## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins.
-demo: deps release
+## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins: multicast, then
+## a real ROS 2 talker and listener (the examples' scripts, rclpy on Fast DDS from the venv).
+demo: deps release venv
 	@if [ "$(ROOT)" != 0 ]; then echo "make demo needs root (it creates network namespaces)"; exit 1; fi
 	tests/demo/demo.sh $(RELEASE_DIR)
 
