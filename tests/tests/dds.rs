@@ -24,12 +24,12 @@
 //! because of the network itself (the gateway on the reference's multicast route), Fast DDS fails too.
 //! Its IPv6 counterpart of `udp6` is `FASTDDS_BUILTIN_TRANSPORTS=UDPv6`.
 
-use roslan_tests::Lan;
 use roslan_tests::container::Sandbox;
 use roslan_tests::dds::{Chatter, Ddsperf, UDP6_URI, cyclone_selection, namespace_state, require_peers};
 use roslan_tests::netns::Netns;
 use roslan_tests::ros2::{Chat, ChatOutcome, FASTDDS_UDPV6, Middleware, require_nodes};
-use serde_json::json;
+use roslan_tests::{Lan, Pod};
+use serde_json::{Value, json};
 
 /// A LAN for one test, after checking that ddsperf and the venv are there (a missing peer fails the
 /// test with the fix; it never skips it).
@@ -83,6 +83,45 @@ fn assert_ipv6_only(outcome: &ChatOutcome, topology: &str) {
         !sockets.is_empty() && !sockets.iter().any(ipv4),
         "{topology}: the listener has IPv4 sockets (or none): {sockets:#?}"
     );
+}
+
+/// The pods of a two-pod topology.
+#[derive(Clone, Copy)]
+enum Pods {
+    /// Only `net1`.
+    Single,
+    /// `eth0` with the default route into the overlay, and `net1`.
+    Dual,
+    /// The same with IPv6 on `eth0` too (and the IPv6 default route).
+    DualStack,
+}
+
+/// Two pods of `kind`, each given `net1` by roslan with `conf`, or by the reference macvlan.
+fn pair(lan: &Lan, kind: Pods, conf: &Value, reference: bool) -> (Pod, Pod) {
+    let make = || match kind {
+        Pods::Single => lan.pod(),
+        Pods::Dual => lan.dual_homed_pod(),
+        Pods::DualStack => lan.dual_homed_pod_ipv6(),
+    };
+    let (a, b) = (make(), make());
+    for pod in [&a, &b] {
+        if reference {
+            lan.reference_add(pod, "net1", conf);
+        } else {
+            lan.add(pod, "net1", conf);
+        }
+    }
+    (a, b)
+}
+
+/// roslan's configuration for the LAN with an IPv6 range (`fd00:77::/64`) next to the IPv4 one.
+fn dual_stack_config(lan: &Lan) -> Value {
+    let mut conf = lan.config("0.3.1");
+    conf["ipam"]["ranges"]
+        .as_array_mut()
+        .expect("ranges")
+        .push(json!([{"subnet": "fd00:77::/64"}]));
+    conf
 }
 
 /// Cyclone's selection in `ns` must be `want`, with the candidates in the message.
@@ -140,9 +179,7 @@ fn assert_dds_isolated(a: &Netns, b: &Netns, topology: &str, uri: Option<&'stati
 fn single_homed_pods_discover_each_other() {
     let lan = lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = (lan.pod(), lan.pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Single, &conf, false);
     assert_dds_works(&a.ns, &b.ns, "single-homed pods", None);
 }
 
@@ -156,9 +193,7 @@ fn dual_homed_pods_discover_each_other_over_net1() {
     // forwards nothing, so whatever the peers find, they find over net1.
     let lan = lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
     assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
     for pod in [&a, &b] {
         assert!(
@@ -211,14 +246,8 @@ fn ipv6_dual_stack_pods_discover_each_other_over_net1() {
     // `udp6` (UDP6_URI sets exactly that and nothing else). Both pods also have IPv6 on eth0 with the
     // IPv6 default route, so eth0 is a full candidate; the overlay forwards nothing.
     let lan = lan();
-    let mut conf = lan.config("0.3.1");
-    conf["ipam"]["ranges"]
-        .as_array_mut()
-        .expect("ranges")
-        .push(json!([{"subnet": "fd00:77::/64"}]));
-    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let conf = dual_stack_config(&lan);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
     assert_eq!(lan.overlay.sysctl("net.ipv6.conf.all.forwarding"), "0");
     for pod in [&a, &b] {
         let v6 = pod.ns.addresses("net1");
@@ -250,9 +279,7 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_dual_homed_po
     // net1 the gateway route would send it to the gateway's MAC only (next test).
     let lan = lan();
     let conf = lan.reference_config("0.3.1");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
     let route = a.ns.routes("-4").into_iter().find(|r| r["dst"] == "224.0.0.0/4");
     assert_eq!(
         route.as_ref().map(|r| r["gateway"].clone()),
@@ -277,9 +304,7 @@ fn reference_plugins_without_a_route_discover_nothing_in_dual_homed_pods() {
     let lan = lan();
     let mut conf = lan.reference_config("0.3.1");
     conf["ipam"].as_object_mut().expect("ipam").remove("routes");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
     for pod in [&a, &b] {
         assert!(
             !pod.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"),
@@ -302,9 +327,7 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_single_homed_
     // pod never sees it. roslan's same topology works (single_homed_pods_discover_each_other).
     let lan = lan();
     let conf = lan.reference_config("0.3.1");
-    let (a, b) = (lan.pod(), lan.pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Single, &conf, true);
     for pod in [&a, &b] {
         assert_cyclone_picks(&pod.ns, false, "net1", "the reference's single-homed pod");
     }
@@ -322,9 +345,7 @@ fn roslan_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     let lan = lan();
     let mut conf = lan.config("0.3.1");
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
     for pod in [&a, &b] {
         assert!(
             pod.ns.has_flag("eth0", "MULTICAST"),
@@ -345,15 +366,9 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     // mode ties them and picks eth0, even though roslan's ff00::/8 route prefers net1 for unpinned
     // sockets: Cyclone pins its interface, so the route cannot help it, the flag does.
     let lan = lan();
-    let mut conf = lan.config("0.3.1");
-    conf["ipam"]["ranges"]
-        .as_array_mut()
-        .expect("ranges")
-        .push(json!([{"subnet": "fd00:77::/64"}]));
+    let mut conf = dual_stack_config(&lan);
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
     for pod in [&a, &b] {
         assert_cyclone_picks(&pod.ns, true, "eth0", "roslan with exclusive: false, udp6");
     }
@@ -375,9 +390,7 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
 fn ros2_single_homed_pods_hear_each_other() {
     let lan = ros2_lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = (lan.pod(), lan.pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Single, &conf, false);
     assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, single-homed pods");
 }
 
@@ -391,9 +404,7 @@ fn ros2_dual_homed_pods_hear_each_other_over_net1() {
     // announces (and tries) eth0's cluster address.
     let lan = ros2_lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
     assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
     assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, dual-homed pods");
     assert_ros2(&b.ns, &a.ns, &[], true, "ROS 2, dual-homed pods, the other way");
@@ -442,14 +453,8 @@ fn ros2_ipv6_dual_stack_pods_hear_each_other_over_net1() {
     // Fast DDS speaks UDPv4 (and shared memory) unless its transports are set; UDPv6 is the one piece
     // of DDS configuration, as udp6 is for Cyclone.
     let lan = ros2_lan();
-    let mut conf = lan.config("0.3.1");
-    conf["ipam"]["ranges"]
-        .as_array_mut()
-        .expect("ranges")
-        .push(json!([{"subnet": "fd00:77::/64"}]));
-    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let conf = dual_stack_config(&lan);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
     let topology = "ROS 2, IPv6 (UDPv6) dual-homed pods";
     assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }
@@ -466,9 +471,7 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_dual_homed_p
     // machine it points at and for nobody else.
     let lan = ros2_lan();
     let conf = lan.reference_config("0.3.1");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
     assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, dual-homed pods");
     assert_ros2(
         &lan.host,
@@ -491,9 +494,7 @@ fn ros2_reference_plugins_without_a_route_work_in_dual_homed_pods() {
     let lan = ros2_lan();
     let mut conf = lan.reference_config("0.3.1");
     conf["ipam"].as_object_mut().expect("ipam").remove("routes");
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
     assert!(!a.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"));
     assert_ros2(
         &a.ns,
@@ -514,9 +515,7 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_single_homed
     // gateway's MAC.
     let lan = ros2_lan();
     let conf = lan.reference_config("0.3.1");
-    let (a, b) = (lan.pod(), lan.pod());
-    lan.reference_add(&a, "net1", &conf);
-    lan.reference_add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Single, &conf, true);
     assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, single-homed pods");
 }
 
@@ -531,9 +530,7 @@ fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
     let lan = ros2_lan();
     let mut conf = lan.config("0.3.1");
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = (lan.dual_homed_pod(), lan.dual_homed_pod());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
     assert!(a.ns.has_flag("eth0", "MULTICAST"));
     assert_ros2(
         &a.ns,
@@ -552,15 +549,9 @@ fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
 fn ros2_ipv6_without_exclusive_multicast_works_in_dual_homed_pods() {
     // The IPv6 counterpart: with eth0 keeping IFF_MULTICAST, Fast DDS over UDPv6 still uses net1 too.
     let lan = ros2_lan();
-    let mut conf = lan.config("0.3.1");
-    conf["ipam"]["ranges"]
-        .as_array_mut()
-        .expect("ranges")
-        .push(json!([{"subnet": "fd00:77::/64"}]));
+    let mut conf = dual_stack_config(&lan);
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = (lan.dual_homed_pod_ipv6(), lan.dual_homed_pod_ipv6());
-    lan.add(&a, "net1", &conf);
-    lan.add(&b, "net1", &conf);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
     let topology = "ROS 2, IPv6 (UDPv6), exclusive false, dual-homed pods";
     assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }
