@@ -21,8 +21,10 @@
 //! namespace and its copies and disappears with the last process holding one. What is on disk (each
 //! container's machine-id and home directory) lives in a temporary directory removed on drop. Every
 //! process is started under `setpriv --pdeathsig KILL`, so it dies with the test thread that started it
-//! even when the test process is killed; in the normal case [`crate::peer::Peer`] kills and reaps it on
-//! drop, PID 1 first (see there).
+//! even when the test process is killed (its zombies then wait for the machine's PID 1, its network
+//! namespaces for [`crate::netns::clean_stale`], its directory for the next sandbox); in the normal case,
+//! a panic included, [`crate::peer::Peer`] kills and reaps it on drop, PID 1 first (see there). So a
+//! sandbox and its containers must be dropped by the thread that made them, as they are in a test.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -53,7 +55,8 @@ pub struct Sandbox {
 impl Sandbox {
     /// A pod named `name` (its host name too) in the network namespace `ns`.
     pub fn new(ns: &Netns, name: &str) -> Sandbox {
-        let dir = std::env::temp_dir().join(format!("roslan-pod-{}-{name}", unique()));
+        remove_stale_dirs();
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{name}", unique()));
         std::fs::create_dir_all(&dir).expect("create the sandbox directory");
         let mut holder = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "ip", "netns", "exec", ns.name()])
@@ -150,6 +153,28 @@ impl Drop for Sandbox {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Prefix of a sandbox's directory in the temporary directory, followed by [`unique`] (the creating
+/// process's pid in hex, `x`, a counter).
+const DIR_PREFIX: &str = "roslan-pod-";
+
+/// Removes sandbox directories whose creating process is gone (a test process that was killed, which
+/// cannot run its drops; its processes die with it, through `--pdeathsig`).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
