@@ -2,7 +2,8 @@
 //! `roslan_tests::layouts`) with real nodes in containers, each on the cluster network alone, with
 //! roslan, with the seed's NetworkAttachmentDefinition on the reference plugins, and with the usual
 //! `224.0.0.0/4` route added to it: which talkers the listener hears, and how soon. Every cell states
-//! what it must show and why; the tables are printed (`--nocapture`) and are those in docs/ros.md.
+//! what it must show and why; the tables are printed in every run (to stderr, past the capture) and are
+//! those in docs/ros.md.
 //!
 //! Why the cells differ (each measured; the evidence is in docs/ros.md and tests/dds/README.md):
 //! - containers in one pod share its network namespace and, as under containerd, its /dev/shm: they hear
@@ -13,6 +14,8 @@
 //!   `net1` alike, takes `eth0` unless roslan clears `eth0`'s MULTICAST flag;
 //! - the workaround's route gets host-local's gateway (`224.0.0.0/4 via 192.168.1.1`), so multicast on
 //!   `net1` is sent to the gateway's MAC and never reaches the other pods, whichever DDS.
+
+use std::io::Write;
 
 use roslan_tests::layouts::{Cell, CellResult, Layout, Network, Reference, at_once, run_all, table};
 use roslan_tests::ros2::{Middleware, require_nodes};
@@ -83,7 +86,9 @@ fn check(middleware: Middleware) {
     let started = std::time::Instant::now();
     let results = run_all(&cells, at_once());
     let table = table(&results);
-    println!(
+    // Straight to stderr, past the test harness's capture: the table belongs in every run's output.
+    let _ = writeln!(
+        std::io::stderr(),
         "{} in the seed's layouts ({} cells, {} at a time, {:.0} s):\n{table}",
         middleware.name(),
         results.len(),
