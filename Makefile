@@ -41,9 +41,9 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## venv: Python packages the tests use (manifest validation, DDS peers, CRI client, charts), pinned.
+## venv: Python packages the tests use (manifest validation, DDS peers, ROS 2 nodes, CRI client, charts), pinned.
 venv: $(VENV)/.installed
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt tests/requirements-ros.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
@@ -97,8 +97,9 @@ conformance: deps venv
 		echo "scored $$name"; \
 	done
 
-## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins.
-demo: deps release
+## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins: multicast, then
+## a real ROS 2 talker and listener (the examples' scripts, rclpy on Fast DDS from the venv).
+demo: deps release venv
 	@if [ "$(ROOT)" != 0 ]; then echo "make demo needs root (it creates network namespaces)"; exit 1; fi
 	tests/demo/demo.sh $(RELEASE_DIR)
 

@@ -10,17 +10,21 @@ Zero DDS configuration: nothing here chooses an interface, an address or a peer;
 environment gives (`CYCLONEDDS_URI`) is used as is. The tests set none, except for IPv6, where
 Cyclone needs `<Transport>udp6</Transport>` (see tests/tests/dds.rs).
 
-    chatter.py talker   [--count N] [--timeout S] [--domain D]
-    chatter.py listener [--count N] [--timeout S] [--domain D]
+    chatter.py talker   [--count N] [--timeout S] [--domain D] [--tag TAG]
+    chatter.py listener [--count N] [--timeout S] [--domain D] [--tag TAG]
 
 talker:   waits (at most --timeout s) for a matched subscription, publishes N messages at 10 Hz,
           waits for them to be acknowledged; exit 0, or 1 if nobody matched / acked.
 listener: prints "listener: ready" once its reader exists, then each message; exits 0 when it has
           heard N messages, 1 at --timeout.
+With --tag, the talker's messages read `TAG:HOSTNAME:PID: COUNT`, as the seed's publisher.py sends them
+(tests/src/ros2.rs tells talkers apart by it); without it, `Hello World: COUNT`.
 Every line is flushed at once and prefixed with the role, so a harness can timestamp it.
 """
 
 import argparse
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +55,7 @@ def main():
     parser.add_argument("--count", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--domain", type=int, default=0)
+    parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
     qos = Qos(
@@ -75,8 +80,9 @@ def main():
             time.sleep(0.005)
         say("talker", f"matched subscriber after {ms():.0f} ms")
         for i in range(args.count):
-            writer.write(String_(data=f"Hello World: {i}"))
-            say("talker", f"Publishing: 'Hello World: {i}'")
+            text = f"{args.tag}:{socket.gethostname()}:{os.getpid()}: {i}" if args.tag else f"Hello World: {i}"
+            writer.write(String_(data=text))
+            say("talker", f"Publishing: '{text}'")
             time.sleep(0.1)
         if not writer.wait_for_acks(duration(seconds=max(args.timeout - ms() / 1000, 1))):
             say("talker", "not every message was acknowledged")

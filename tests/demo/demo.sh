@@ -5,7 +5,8 @@
 # network that carries no multicast) get a second interface on the LAN, once with roslan and once with
 # the reference macvlan + host-local plugins and the usual multicast route workaround. A sender that
 # does not pin an interface (as DDS stacks often do) then multicasts to 239.255.0.1:7400, DDS' SPDP
-# discovery address. Everything is removed on exit, also on Ctrl-C.
+# discovery address. Then real ROS 2 nodes (rclpy on Fast DDS, ROS 2's default) run the examples' talker
+# and listener in those pods. Everything is removed on exit, also on Ctrl-C.
 set -euo pipefail
 
 BIN=${1:-target/release}
@@ -13,9 +14,11 @@ BIN=$(cd "$BIN" && pwd)
 ROSLAN=$BIN/roslan
 MCAST=$BIN/mcast
 REF=/usr/lib/cni/macvlan
+PYTHON=$(pwd)/${VENV:-.venv}/bin/python
+SCRIPTS=$(pwd)/manifests/examples/scripts
 P=rl-demo
 WORK=$(mktemp -d /tmp/roslan-demo.XXXXXX)
-for f in "$ROSLAN" "$MCAST" "$REF"; do [ -x "$f" ] || { echo "missing $f (run: make demo)"; exit 1; }; done
+for f in "$ROSLAN" "$MCAST" "$REF" "$PYTHON"; do [ -x "$f" ] || { echo "missing $f (run: make demo)"; exit 1; }; done
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 run() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
@@ -86,7 +89,31 @@ echo "  (the reference plugins attach the range's gateway to the multicast route
 bold "   unpinned multicast from ref-a to 239.255.0.1:7400"
 exchange ref-a ref-b lanhost
 
+# A ROS 2 node in a "container" of pod $1: its own mount and PID namespace (the node is PID 1 under
+# `timeout`, which stops it after $4 s), the pod's network namespace and host name, a /dev/shm of its own
+# so Fast DDS' shared memory cannot carry what the network does not, and no DDS configuration at all.
+ros_node() { # pod script tag seconds
+  ip netns exec $P-$1 unshare --mount --uts --pid --fork --kill-child --mount-proc --propagation private \
+    env -i PATH=/usr/bin:/bin ROS_HOME="$WORK/ros" sh -c \
+    'mount -t tmpfs shm /dev/shm && hostname "$0" && exec timeout -k 2 "$1" "$2" -u "$3" "$4"' \
+    "$1" "$4" "$PYTHON" "$SCRIPTS/$2" "$3" 2>&1
+}
+
+chat() { # listener-pod talker-pod: the listener's log lines, at most 4
+  ros_node "$1" subscriber.py l1 6 > "$WORK/chat-$1" & local listener=$!
+  ros_node "$2" publisher.py t1 6 > /dev/null & local talker=$!
+  wait $listener $talker || true
+  if grep -q 'l1:' "$WORK/chat-$1"; then grep 'l1:' "$WORK/chat-$1" | head -4 | sed 's/^/    /'
+  else echo "    (nothing heard in 6 s)"; fi
+}
+
+bold "4. Real ROS 2 nodes (rclpy, Fast DDS): talker t1 in one pod, listener l1 in the other"
+echo "  roslan pods, listener in ros-b, talker in ros-a:"
+chat ros-b ros-a
+echo "  reference pods with the workaround, listener in ref-b, talker in ref-a:"
+chat ref-b ref-a
+
 bold "Summary"
-echo "  roslan:    the sibling pod and the LAN host both hear the pod: DDS discovery works."
-echo "  reference: frames go to the gateway's MAC only; the sibling pod hears nothing."
+echo "  roslan:    the sibling pod and the LAN host both hear the pod: DDS discovery works, ROS 2 nodes talk."
+echo "  reference: frames go to the gateway's MAC only; the sibling pod hears nothing, ROS 2 nodes included."
 echo "  Cleaning up namespaces and files."

@@ -5,24 +5,24 @@
 //! its environment, so what it does depends only on the namespace roslan (or the reference plugins)
 //! built. The only exception is [`UDP6_URI`], which the IPv6 topology needs and says so.
 //!
-//! A [`Peer`] is one process started with `ip netns exec`, so it works from any namespace the caller is
-//! in (the benchmark's main thread lives in the node namespace). Its output is read line by line as it
-//! comes (ddsperf under `stdbuf -oL`, Python with `-u`), each line stamped with the time since the
-//! process was spawned. Dropping a peer kills it: `ip netns exec` and `stdbuf` exec the program, so the
-//! child is the DDS process itself.
+//! Each peer is a [`Peer`] (see [`crate::peer`]) started with `ip netns exec`, so it works from any
+//! namespace the caller is in (the benchmark's main thread lives in the node namespace). Its output is
+//! read line by line as it comes (ddsperf under `stdbuf -oL`, Python with `-u`). `ip netns exec` and
+//! `stdbuf` exec the program, so the child is the DDS process itself. These peers share the machine's
+//! mount namespace: fine for Cyclone, which uses no shared memory by default; the ROS 2 nodes on Fast
+//! DDS run in containers instead ([`crate::ros2`]).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::bench::{Stats, round};
 use crate::lan::{Lan, MASTER, Pod, SUBNET};
 use crate::netns::{Netns, try_sh};
+use crate::peer::{Finished, Line, Peer, Stop};
 use crate::plugin::{Call, reference_bin};
 
 /// The one piece of DDS configuration the tests use: Cyclone speaks IPv4 unless its transport is set to
@@ -111,204 +111,30 @@ pub fn require_peers() {
     chatter_script();
 }
 
-/// One line of a peer's output and when it was read, measured from the peer's spawn.
-#[derive(Clone, Debug)]
-pub struct Line {
-    /// Time since the process was spawned.
-    pub at: Duration,
-    /// The text, without the newline.
-    pub text: String,
+/// Starts `program args...` inside `ns` (`ip netns exec`, which execs it) with the DDS variables removed
+/// and `env` added.
+fn spawn(label: &str, ns: &Netns, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
+    spawn_in(label, ns.name(), program, args, env)
 }
 
-#[derive(Default)]
-struct Output {
-    lines: Vec<Line>,
-    closed: usize,
+/// [`spawn`] in the namespace named `ns`.
+fn spawn_in(label: &str, ns: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program).args(args);
+    for key in DDS_ENV {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().copied());
+    Peer::start(label, ns, cmd, Stop::Process)
 }
 
-type Shared = Arc<(Mutex<Output>, Condvar)>;
-
-/// A DDS process running in a namespace; killed when dropped.
-pub struct Peer {
-    label: String,
-    ns: String,
-    child: Child,
-    started: Instant,
-    shared: Shared,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Peer({} in {}, pid {})", self.label, self.ns, self.child.id())
-    }
-}
-
-impl Peer {
-    /// Starts `program args...` inside `ns` with the DDS variables removed and `env` added.
-    pub fn spawn(label: &str, ns: &Netns, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
-        Peer::spawn_in(label, ns.name(), program, args, env)
-    }
-
-    /// [`Peer::spawn`] in the namespace named `ns` (`ip netns exec <ns>`).
-    pub fn spawn_in(label: &str, ns: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).arg(program).args(args);
-        for key in DDS_ENV {
-            cmd.env_remove(key);
-        }
-        cmd.envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label} ({}) in {ns}: {e}", program.display()));
-        let shared: Shared = Arc::default();
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let readers = vec![
-            reader(Box::new(stdout), started, shared.clone()),
-            reader(Box::new(stderr), started, shared.clone()),
-        ];
-        Peer {
-            label: label.to_string(),
-            ns: ns.to_string(),
-            child,
-            started,
-            shared,
-            readers,
-        }
-    }
-
-    /// When the process was spawned.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    /// Waits until a line matches, at most `timeout`; the line if one did.
-    pub fn wait_line(&self, matches: impl Fn(&str) -> bool, timeout: Duration) -> Option<Line> {
-        let deadline = Instant::now() + timeout;
-        let (lock, cvar) = &*self.shared;
-        let mut out = lock.lock().expect("output lock");
-        let mut seen = 0;
-        loop {
-            if let Some(line) = out.lines[seen..].iter().find(|l| matches(&l.text)) {
-                return Some(line.clone());
-            }
-            seen = out.lines.len();
-            let now = Instant::now();
-            if out.closed == 2 || now >= deadline {
-                return None;
-            }
-            out = cvar.wait_timeout(out, deadline - now).expect("output lock").0;
-        }
-    }
-
-    /// Everything printed so far.
-    pub fn lines(&self) -> Vec<Line> {
-        self.shared.0.lock().expect("output lock").lines.clone()
-    }
-
-    /// Waits for the process to exit, at most `timeout` (then kills it), and collects its output.
-    pub fn finish(mut self, timeout: Duration) -> Finished {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status.code(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                _ => break None,
-            }
-        };
-        self.stop();
-        Finished {
-            label: self.label.clone(),
-            ns: self.ns.clone(),
-            status,
-            lines: self.lines(),
-        }
-    }
-
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        for handle in self.readers.drain(..) {
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn reader(stream: Box<dyn Read + Send>, started: Instant, shared: Shared) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for text in BufReader::new(stream).lines().map_while(Result::ok) {
-            let at = started.elapsed();
-            let (lock, cvar) = &*shared;
-            lock.lock().expect("output lock").lines.push(Line { at, text });
-            cvar.notify_all();
-        }
-        let (lock, cvar) = &*shared;
-        lock.lock().expect("output lock").closed += 1;
-        cvar.notify_all();
-    })
-}
-
-/// A peer that has exited (or was killed at its deadline).
-#[derive(Clone, Debug)]
-pub struct Finished {
-    /// What it was ("ddsperf sub", "listener"...).
-    pub label: String,
-    /// The namespace it ran in.
-    pub ns: String,
-    /// Exit status; `None` if it had to be killed.
-    pub status: Option<i32>,
-    /// Its output, stdout and stderr interleaved as read.
-    pub lines: Vec<Line>,
-}
-
-impl Finished {
-    /// Exit status 0.
-    pub fn success(&self) -> bool {
-        self.status == Some(0)
-    }
-
-    /// The participants other than its own that ddsperf announced ("participant NAME: new").
-    pub fn discoveries(&self) -> Vec<Line> {
-        self.lines
-            .iter()
-            .filter(|l| matches!(participant_new(&l.text), Some((_, false))))
-            .cloned()
-            .collect()
-    }
-
-    /// True if any line contains `text`.
-    pub fn printed(&self, text: &str) -> bool {
-        self.lines.iter().any(|l| l.text.contains(text))
-    }
-
-    /// The output with timestamps, for failure messages.
-    pub fn transcript(&self) -> String {
-        let status = self
-            .status
-            .map_or_else(|| "killed at its deadline".to_string(), |s| format!("exit {s}"));
-        let mut text = format!("--- {} in {} ({status}):\n", self.label, self.ns);
-        for line in &self.lines {
-            text.push_str(&format!(
-                "  {:>8.1} ms  {}\n",
-                line.at.as_secs_f64() * 1000.0,
-                line.text
-            ));
-        }
-        text
-    }
+/// The participants other than its own that ddsperf announced ("participant NAME: new").
+pub fn discoveries(peer: &Finished) -> Vec<Line> {
+    peer.lines
+        .iter()
+        .filter(|l| matches!(participant_new(&l.text), Some((_, false))))
+        .cloned()
+        .collect()
 }
 
 /// Parses ddsperf's `[PID] participant NAME: new` / `... new (self)` line: the name and whether it is
@@ -355,7 +181,7 @@ impl Ddsperf {
         let mut full = vec!["-oL", ddsperf.to_str().expect("utf-8")];
         full.extend_from_slice(args);
         let env: Vec<(&str, &str)> = self.uri.iter().map(|u| ("CYCLONEDDS_URI", *u)).collect();
-        Peer::spawn(label, ns, &stdbuf_bin(), &full, &env)
+        spawn(label, ns, &stdbuf_bin(), &full, &env)
     }
 
     /// `ddsperf -D <duration+1> -Qminmatch:1 -Qmaxwait:W -Qsamples:S sub` in `ns`.
@@ -437,7 +263,7 @@ impl Chatter {
             &timeout,
         ];
         let env: Vec<(&str, &str)> = self.uri.iter().map(|u| ("CYCLONEDDS_URI", *u)).collect();
-        Peer::spawn(role, ns, &venv_python(), &args, &env)
+        spawn(role, ns, &venv_python(), &args, &env)
     }
 
     /// The listener in `ns`.
@@ -511,7 +337,7 @@ impl Pair {
     /// listener's reader and the listener matched the talker's writer.
     pub fn both_discovered(&self) -> bool {
         match self.kind {
-            PairKind::Ddsperf => !self.receiver.discoveries().is_empty() && !self.sender.discoveries().is_empty(),
+            PairKind::Ddsperf => !discoveries(&self.receiver).is_empty() && !discoveries(&self.sender).is_empty(),
             PairKind::Chatter => {
                 self.sender.printed("talker: matched subscriber")
                     && self.receiver.printed("listener: matched publisher")
@@ -522,7 +348,7 @@ impl Pair {
     /// Neither side found anything.
     pub fn nothing_discovered(&self) -> bool {
         match self.kind {
-            PairKind::Ddsperf => self.receiver.discoveries().is_empty() && self.sender.discoveries().is_empty(),
+            PairKind::Ddsperf => discoveries(&self.receiver).is_empty() && discoveries(&self.sender).is_empty(),
             PairKind::Chatter => {
                 !self.sender.printed("talker: matched subscriber")
                     && !self.receiver.printed("listener: matched publisher")
@@ -633,7 +459,7 @@ pub fn cyclone_selection_in(ns: &str, udp6: bool) -> Option<Selection> {
         "<CycloneDDS><Domain>{transport}<Tracing><Category>config</Category><OutputFile>stdout</OutputFile></Tracing></Domain></CycloneDDS>"
     );
     let ddsperf = ddsperf_bin();
-    let peer = Peer::spawn_in(
+    let peer = spawn_in(
         "ddsperf (config trace)",
         ns,
         &stdbuf_bin(),
@@ -672,7 +498,7 @@ pub fn discovery_round(sub_ns: &Netns, pub_ns: &Netns, wait: Duration) -> Round 
     let start = |label: &str, ns: &Netns, mode: &[&str]| {
         let mut args = vec!["-oL", ddsperf.to_str().expect("utf-8"), "-D", "60"];
         args.extend_from_slice(mode);
-        Peer::spawn(label, ns, &stdbuf_bin(), &args, &[])
+        spawn(label, ns, &stdbuf_bin(), &args, &[])
     };
     let sub = start("ddsperf sub", sub_ns, &["sub"]);
     let ready = sub.wait_line(|l| l.contains(": new (self)"), Duration::from_secs(20));

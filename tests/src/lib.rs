@@ -6,11 +6,15 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod container;
 pub mod dds;
 pub mod lan;
+pub mod layouts;
 pub mod multus;
 pub mod netns;
+pub mod peer;
 pub mod plugin;
+pub mod ros2;
 pub mod traffic;
 
 pub use lan::{Lan, MultiNodeLan, Pod};
