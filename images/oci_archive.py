@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""OCI image archives that keep their name through `ctr images import`, `microk8s images import` and
+`podman load`, written byte for byte the same from the same inputs.
+
+    oci_archive.py repack LAYOUT_DIR OUT.tar NAME   # an OCI layout directory (podman push ... oci:DIR)
+    oci_archive.py names OUT.tar                    # the names an archive carries, one per line
+
+Used as a module by images/ros2.sh (a root filesystem as one layer) and tests/runtimes/pause_image.py.
+
+Why the name goes into `io.containerd.image.name`: containerd's importer (which `ctr images import` and
+MicroK8s' `microk8s images import`, through `ctr image import -`, both use) takes an image's name from
+that annotation first. Without it, it falls back to `org.opencontainers.image.ref.name` and, without
+`--base-name`, drops any name that is fully qualified: the image would arrive nameless and kubelet
+would try to pull it. podman's `load` reads `io.containerd.image.name` first as well. `ref.name` holds
+the tag alone, as the OCI image layout means it (and as `docker save` writes it since 25.0).
+
+One image per archive: podman refuses an OCI archive whose index lists more than one manifest unless told
+which, and `podman load` cannot be told.
+
+Determinism: entries sorted, owner root, mode fixed, mtime SOURCE_DATE_EPOCH (default 0); layers
+gzip-compressed with a zero gzip timestamp; JSON with sorted keys.
+"""
+
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+NAME_ANNOTATION = "io.containerd.image.name"
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+
+# uname -m -> the OCI/Go architecture name containerd matches against its own platform.
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+CHUNK = 1 << 20
+
+
+def epoch():
+    """The timestamp of every entry and of the image config: SOURCE_DATE_EPOCH, else 0."""
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+
+
+def architecture():
+    machine = os.uname().machine
+    return GOARCH.get(machine, machine)
+
+
+def tag_of(name):
+    """The tag of `registry/path:tag` (a port in the registry part is not a tag)."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        sys.exit(f"{name}: an image name needs an explicit tag")
+    return last.rsplit(":", 1)[1]
+
+
+def canonical_json(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _info(name, size=0, kind=tarfile.REGTYPE, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    info.mode = mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = epoch()
+    return info
+
+
+class Blob:
+    """Content addressed by its sha256: bytes in memory, or a file (large layers)."""
+
+    def __init__(self, media_type, data=None, path=None):
+        self.media_type = media_type
+        self.data = data
+        self.path = path
+        digest = hashlib.sha256()
+        if data is not None:
+            digest.update(data)
+            self.size = len(data)
+        else:
+            self.size = 0
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    self.size += len(chunk)
+        self.digest = "sha256:" + digest.hexdigest()
+
+    def descriptor(self, annotations=None):
+        d = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if annotations:
+            d["annotations"] = annotations
+        return d
+
+    def open(self):
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+
+
+def gzip_layer(tar_path, out_dir):
+    """Compresses an uncompressed layer tar; returns (diff_id, blob) for the config and the manifest."""
+    diff_id = Blob(LAYER_GZIP, path=tar_path).digest
+    gz_path = os.path.join(out_dir, os.path.basename(tar_path) + ".gz")
+    with open(tar_path, "rb") as src, open(gz_path, "wb") as raw:
+        # filename="" and mtime=0: nothing of the build machine or time goes into the gzip header.
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+            shutil.copyfileobj(src, gz, CHUNK)
+    return diff_id, Blob(LAYER_GZIP, path=gz_path)
+
+
+def image_config(diff_ids, container_config, created_by, labels=None):
+    """An image config: platform, runtime defaults, layer diff IDs and one history entry per layer."""
+    config = dict(container_config)
+    if labels:
+        config["Labels"] = dict(labels)
+    stamp = _rfc3339(epoch())
+    return {
+        "architecture": architecture(),
+        "os": "linux",
+        "created": stamp,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": [{"created": stamp, "created_by": created_by} for _ in diff_ids],
+    }
+
+
+def _rfc3339(seconds):
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write(out, name, config, layers, manifest_annotations=None):
+    """Writes the archive OUT for image NAME from its config (a dict or a Blob) and layer Blobs."""
+    tag_of(name)
+    config_blob = config if isinstance(config, Blob) else Blob(CONFIG, canonical_json(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": config_blob.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
+    if manifest_annotations:
+        manifest["annotations"] = dict(manifest_annotations)
+    manifest_blob = Blob(MANIFEST, canonical_json(manifest))
+    index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [manifest_blob.descriptor({NAME_ANNOTATION: name, REF_ANNOTATION: tag_of(name)})],
+    }
+    blobs = {b.digest: b for b in [config_blob, manifest_blob, *layers]}
+    tmp = out + ".tmp"
+    with tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        layout = canonical_json({"imageLayoutVersion": "1.0.0"})
+        tar.addfile(_info("oci-layout", len(layout)), io.BytesIO(layout))
+        index_bytes = canonical_json(index)
+        tar.addfile(_info("index.json", len(index_bytes)), io.BytesIO(index_bytes))
+        for d in ["blobs", "blobs/sha256"]:
+            tar.addfile(_info(d, kind=tarfile.DIRTYPE, mode=0o755))
+        for digest in sorted(blobs):
+            blob = blobs[digest]
+            with blob.open() as f:
+                tar.addfile(_info("blobs/sha256/" + digest.split(":", 1)[1], blob.size), f)
+    os.replace(tmp, out)
+    return manifest_blob.digest
+
+
+def repack(layout_dir, out, name):
+    """Rewrites an OCI layout directory holding one image as a deterministic, named archive."""
+
+    def blob_path(digest):
+        algorithm, hexdigest = digest.split(":", 1)
+        return os.path.join(layout_dir, "blobs", algorithm, hexdigest)
+
+    with open(os.path.join(layout_dir, "index.json"), "rb") as f:
+        index = json.load(f)
+    manifests = index.get("manifests", [])
+    if len(manifests) != 1 or manifests[0].get("mediaType") != MANIFEST:
+        sys.exit(f"{layout_dir}: expected exactly one OCI image manifest, found {manifests}")
+    with open(blob_path(manifests[0]["digest"]), "rb") as f:
+        manifest = json.load(f)
+    config = Blob(manifest["config"]["mediaType"], path=blob_path(manifest["config"]["digest"]))
+    layers = [Blob(layer["mediaType"], path=blob_path(layer["digest"])) for layer in manifest["layers"]]
+    for want, got in zip([manifest["config"], *manifest["layers"]], [config, *layers]):
+        if want["digest"] != got.digest:
+            sys.exit(f"{layout_dir}: blob {want['digest']} does not match its content ({got.digest})")
+    return write(out, name, config, layers, manifest.get("annotations"))
+
+
+def names(archive):
+    """The image names an archive carries in its index (what the importers will call the image)."""
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))
+    return [m.get("annotations", {}).get(NAME_ANNOTATION, "") for m in index.get("manifests", [])]
+
+
+def main(argv):
+    if len(argv) == 5 and argv[1] == "repack":
+        digest = repack(argv[2], argv[3], argv[4])
+        print(f"{argv[4]} {digest} {argv[3]}")
+    elif len(argv) == 3 and argv[1] == "names":
+        print("\n".join(names(argv[2])))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
