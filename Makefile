@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
+.PHONY: all build release image pause-image test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -31,6 +31,25 @@ build:
 
 release:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --release --target $(TARGET)
+
+# Images, built offline (images/README.md). The version is the workspace's; every file and the creation
+# time of roslan's image carry the last commit's time, so one commit gives the same bytes on every build.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"$$/\1/p' Cargo.toml)
+IMAGE_DIR := target/image
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# The sandbox image kubeadm 1.34 configures (cmd/kubeadm/app/constants: PauseVersion 3.10.1); kubelet 1.34
+# itself no longer names one, the CRI's sandbox_image does.
+PAUSE_IMAGE ?= registry.k8s.io/pause:3.10.1
+
+## image: roslan's image (FROM scratch, podman, nothing pulled) from the static release binaries, as
+## target/image/roslan-<version>.oci.tar, tagged as manifests/daemonset.yaml names it.
+image: deps release
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) images/roslan.sh $(RELEASE_DIR) $(IMAGE_DIR)/roslan-$(VERSION).oci.tar
+
+## pause-image: the pod sandbox image, busybox-static only, as target/image/pause-<tag>.oci.tar.
+pause-image: deps
+	@mkdir -p $(IMAGE_DIR)
+	python3 tests/runtimes/pause_image.py $(IMAGE_DIR)/pause-$(lastword $(subst :, ,$(PAUSE_IMAGE))).oci.tar $(PAUSE_IMAGE)
 
 ## deps: install the OS packages the tests and benchmarks use (as root, only what is missing).
 deps:
