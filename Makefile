@@ -60,9 +60,9 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## venv: Python packages the tests use (manifest validation, DDS peers, CRI client, charts), pinned.
+## venv: Python packages the tests use (manifest validation, DDS peers, ROS 2 nodes, CRI client, charts), pinned.
 venv: $(VENV)/.installed
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt tests/requirements-ros.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
