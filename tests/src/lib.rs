@@ -11,6 +11,7 @@ pub mod lan;
 pub mod multus;
 pub mod netns;
 pub mod plugin;
+pub mod runtime;
 pub mod traffic;
 
 pub use lan::{Lan, MultiNodeLan, Pod};
