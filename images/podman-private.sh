@@ -4,7 +4,8 @@
 #
 #   images/podman-private.sh DIR PODMAN-ARGS...
 #
-# - configuration: DIR/containers.conf is the only containers.conf read (CONTAINERS_CONF), the storage
+# - configuration: DIR/containers.conf is the only containers.conf read (CONTAINERS_CONF), its network
+#   configuration directory is DIR/net.d (not /etc/cni/net.d, where podman would create a lock file), the storage
 #   (vfs: layers and container roots are plain directories, no mounts to leave behind) is DIR/storage and
 #   DIR/run, the registries file is empty (no search registries: nothing is pulled by a short name), HOME
 #   and TMPDIR are under DIR;
@@ -21,14 +22,19 @@ dir=${1:?usage: images/podman-private.sh DIR PODMAN-ARGS...}
 shift
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-mkdir -p "$dir/storage" "$dir/run" "$dir/tmp" "$dir/home" "$dir/var-lib/upper" "$dir/var-lib/work"
+mkdir -p "$dir/storage" "$dir/run" "$dir/tmp" "$dir/home" "$dir/net.d" "$dir/cni-bin" "$dir/var-lib/upper" "$dir/var-lib/work"
 if [ ! -e "$dir/containers.conf" ]; then
     # runc, because crun 1.8 refuses this machine's hybrid cgroup layout; cgroupfs, because there is no
     # systemd; ulimits within the hard limits of a process without CAP_SYS_RESOURCE; file locks, so that
-    # podman does not create /dev/shm/libpod_lock.
+    # podman does not create /dev/shm/libpod_lock; network directories of its own, or podman's CNI backend
+    # puts its cni.lock into /etc/cni/net.d (containers run with --network none here).
     cat >"$dir/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[network]
+network_backend = "cni"
+network_config_dir = "$dir/net.d"
+cni_plugin_dirs = ["$dir/cni-bin"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
