@@ -834,9 +834,9 @@ fn static_bin(name: &str) -> PathBuf {
 #[test]
 #[cfg_attr(not(feature = "root-tests"), ignore = "needs root (chroot): run `make test` as root")]
 fn the_image_works_with_nothing_but_its_three_static_binaries() {
-    // The image cannot be built here (no registry for its build stage), so this runs its final stage's
-    // filesystem instead: FROM scratch plus the build stage's /image/, i.e. three binaries and nothing
-    // else, no libc and no loader. First, that layout is the Dockerfile's.
+    // The image's final stage's filesystem without building the image (tests/image.rs runs the image that
+    // `make image` builds): FROM scratch plus the build stage's /image/, i.e. three binaries and nothing
+    // else, no libc and no loader, here from the static debug build. First, that layout is the Dockerfile's.
     let dockerfile = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/Dockerfile")).unwrap();
     let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
     assert!(final_stage.starts_with("scratch\n"), "{final_stage}");
