@@ -1,9 +1,10 @@
-//! Helpers for tests that run real container runtimes (containerd, podman) with private state: the
-//! repository's paths, finding a runtime's binary (or failing with the package that has it), and removing
-//! what runtimes leave behind even when a test fails: their processes, mounts and cgroups.
+//! Helpers for tests that run real processes and container runtimes (containerd, podman) with private
+//! state: the repository's paths, finding a runtime's binary (or failing with the package that has it),
+//! waiting for a condition, and removing what runtimes leave behind even when a test fails: their
+//! processes, mounts and cgroups.
 //!
-//! Used by `tests/runtimes.rs` (roslan under containerd's CRI and podman) and `tests/image.rs` (roslan's
-//! image imported and run by both).
+//! Used by `tests/runtimes.rs` (roslan under containerd's CRI and podman), `tests/image.rs` (roslan's
+//! image imported and run by both) and `tests/installer.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -163,4 +164,35 @@ pub fn stop_child(child: &mut Child, timeout: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The part of a containerd 1.6 config.toml that keeps one instance private: root, state, the gRPC and
+/// ttrpc sockets (`<dir>/containerd.sock`) and the `opt` plugin's directory, all under `dir`. Tests append
+/// their CRI section, whose CNI `bin_dir` and `conf_dir` must be theirs too (the CRI creates its conf dir).
+pub fn private_containerd_config(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+    )
+}
+
+/// Polls `done` until it holds or `timeout` passes; returns its last answer.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use roslan_tests::netns::{Netns, unique};
 use roslan_tests::plugin::{result_ip, roslan_bin, workspace_bin};
+use roslan_tests::runtime::wait_until;
 use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, lan::MASTER};
 
@@ -154,17 +155,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 /// A running installer, killed if the test fails before it stops it.

@@ -19,7 +19,8 @@ use roslan_tests::multus::{Multus, PodRef};
 use roslan_tests::netns::{Netns, try_sh, unique};
 use roslan_tests::plugin::{REFERENCE_DIR, roslan_bin, workspace_bin};
 use roslan_tests::runtime::{
-    kill_tree_matching, need, remove_cgroup, repo, run_ok, stop_child, unmount_under, venv_python,
+    kill_tree_matching, need, private_containerd_config, remove_cgroup, repo, run_ok, stop_child, unmount_under,
+    venv_python,
 };
 use roslan_tests::traffic::{Receiver, exchange};
 use serde_json::{Value, json};
@@ -284,17 +285,9 @@ impl Containerd {
             serde_json::to_vec_pretty(conflist).expect("serialise"),
         )
         .expect("write conflist");
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+        let config = private_containerd_config(&cd.dir)
+            + &format!(
+                r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   # Without it runc fails here (the sandbox's oom_score_adj -998 needs CAP_SYS_RESOURCE).
   restrict_oom_score_adj = true
@@ -312,7 +305,7 @@ state = "{d}/state"
     conf_dir = "{d}/net.d"
     max_conf_num = 1
 "#
-        );
+            );
         std::fs::write(cd.dir.join("config.toml"), config).expect("write config");
         let log = std::fs::File::create(cd.dir.join("containerd.log")).expect("create log");
         // nsenter --net (not `ip netns exec`, whose private mount namespace and /sys remount make
