@@ -2,10 +2,13 @@
 """OCI image archives that keep their name through `ctr images import`, `microk8s images import` and
 `podman load`, written byte for byte the same from the same inputs.
 
-    oci_archive.py repack LAYOUT_DIR OUT.tar NAME   # an OCI layout directory (podman push ... oci:DIR)
-    oci_archive.py names OUT.tar                    # the names an archive carries, one per line
+    oci_archive.py repack LAYOUT_DIR OUT.tar NAME          # an OCI layout directory (podman push ... oci:DIR)
+    oci_archive.py rootfs ROOT OUT.tar NAME CONFIG.json    # a root filesystem as a one-layer image
+    oci_archive.py names OUT.tar                           # the names an archive carries, one per line
 
-Used as a module by images/ros2.sh (a root filesystem as one layer) and tests/runtimes/pause_image.py.
+CONFIG.json is the image's runtime configuration (Env, Cmd, Entrypoint, WorkingDir, Labels). `repack` is
+what images/roslan.sh does with podman's output, `rootfs` what images/ros2.sh does with its debootstrap
+tree; tests/runtimes/pause_image.py uses the module.
 
 Why the name goes into `io.containerd.image.name`: containerd's importer (which `ctr images import` and
 MicroK8s' `microk8s images import`, through `ctr image import -`, both use) takes an image's name from
@@ -28,8 +31,10 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
+import tempfile
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -104,6 +109,33 @@ class Blob:
 
     def open(self):
         return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+
+
+def layer_from_dir(root, tar_path, empty_dirs=("dev", "proc", "sys", "run", "tmp")):
+    """Writes the tree under ROOT as an uncompressed layer tar: sorted, every mtime SOURCE_DATE_EPOCH,
+    owners numeric, hard links kept. The directories in EMPTY_DIRS go in without their content: the
+    runtime mounts its own there (debootstrap leaves device nodes in dev/)."""
+    stamp = epoch()
+
+    def normalize(info):
+        info.mtime = stamp
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(tar_path, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for current, dirs, files in os.walk(root):
+            dirs.sort()
+            rel = os.path.relpath(current, root)
+            if rel in empty_dirs:
+                dirs.clear()
+                files = []
+            for entry in sorted(dirs + files):
+                path = os.path.join(current, entry)
+                arcname = os.path.normpath(os.path.join(rel, entry))
+                mode = os.lstat(path).st_mode
+                if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+                    continue
+                tar.add(path, arcname=arcname, recursive=False, filter=normalize)
 
 
 def gzip_layer(tar_path, out_dir):
@@ -201,9 +233,24 @@ def names(archive):
     return [m.get("annotations", {}).get(NAME_ANNOTATION, "") for m in index.get("manifests", [])]
 
 
+def from_rootfs(root, out, name, container_config):
+    """A one-layer image of the tree under ROOT."""
+    with open(container_config) as f:
+        config = json.load(f)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out))) as tmp:
+        layer_tar = os.path.join(tmp, "layer.tar")
+        layer_from_dir(root, layer_tar)
+        diff_id, blob = gzip_layer(layer_tar, tmp)
+        os.unlink(layer_tar)
+        return write(out, name, image_config([diff_id], config, "images/oci_archive.py rootfs"), [blob])
+
+
 def main(argv):
     if len(argv) == 5 and argv[1] == "repack":
         digest = repack(argv[2], argv[3], argv[4])
+        print(f"{argv[4]} {digest} {argv[3]}")
+    elif len(argv) == 6 and argv[1] == "rootfs":
+        digest = from_rootfs(argv[2], argv[3], argv[4], argv[5])
         print(f"{argv[4]} {digest} {argv[3]}")
     elif len(argv) == 3 and argv[1] == "names":
         print("\n".join(names(argv[2])))
