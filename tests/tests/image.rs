@@ -22,9 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use roslan_tests::Lan;
 use roslan_tests::netns::unique;
 use roslan_tests::runtime::{
-    kill_tree_matching, need, remove_cgroup, repo, run_ok, stop_child, unmount_under, venv_python,
+    kill_tree_matching, need, private_containerd_config, remove_cgroup, repo, run_ok, stop_child, unmount_under,
+    venv_python, wait_until,
 };
 use serde_json::Value;
 
@@ -182,15 +184,24 @@ fn image_file(archive: &Path, path: &str) -> Vec<u8> {
     run_ok(c, &format!("read {path} from the image's layer")).stdout
 }
 
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
+/// Runs a prepared command (a plugin, or a runtime running one, with CNI_COMMAND=VERSION) with `config`
+/// on stdin; returns its reply, checked by [`version_reply`].
+fn ask_version(mut command: Command, config: &[u8], what: &str) -> Value {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config)
+        .expect("write the config");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    version_reply(&out.stdout, what)
 }
 
 /// Parses a plugin's reply to CNI VERSION and checks it claims every version roslan supports.
@@ -258,21 +269,10 @@ fn assert_installed(host: &Path, archive: &Path, log: &str) {
         "the installer chose MicroK8s' bin dir:\n{log}"
     );
 
-    let mut child = Command::new(bin.join("roslan"))
-        .env_clear()
-        .env("CNI_COMMAND", "VERSION")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the installed roslan");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"cniVersion":"1.0.0"}"#)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(version_reply(&out.stdout, "installed roslan")["cniVersion"], "1.0.0");
+    let mut installed = Command::new(bin.join("roslan"));
+    installed.env_clear().env("CNI_COMMAND", "VERSION");
+    let reply = ask_version(installed, br#"{"cniVersion":"1.0.0"}"#, "installed roslan");
+    assert_eq!(reply["cniVersion"], "1.0.0");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,17 +306,9 @@ impl Containerd {
         for sub in ["net.d", "cni-bin"] {
             fs::create_dir_all(cd.dir.join(sub)).expect("create containerd dirs");
         }
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+        let config = private_containerd_config(&cd.dir)
+            + &format!(
+                r#"[plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -324,7 +316,7 @@ state = "{d}/state"
     bin_dir = "{d}/cni-bin"
     conf_dir = "{d}/net.d"
 "#
-        );
+            );
         fs::write(cd.dir.join("config.toml"), config).expect("write config");
         let log = fs::File::create(cd.dir.join("containerd.log")).expect("create log");
         cd.child = Some(
@@ -361,37 +353,35 @@ state = "{d}/state"
         String::from_utf8_lossy(&run_ok(self.ctr(args), &format!("ctr {}", args.join(" "))).stdout).into_owned()
     }
 
-    /// `ctr run` in the foreground as the DaemonSet would start the container: read-only root, none of
-    /// ctr's default capabilities, the default seccomp profile (ctr sets no_new_privs by default),
-    /// stdout and stderr to `log`. Returns the `ctr` process, whose exit status is the container's.
-    fn run(
-        &self,
-        id: &str,
-        image: &str,
-        mounts: &[(PathBuf, String)],
-        env: &[(String, String)],
-        args: &[String],
-        log: &Path,
-    ) -> Child {
-        let spec: Value = serde_json::from_str(&self.ctr_ok(&["oci", "spec"])).expect("ctr's default spec");
-        let mut c = self.ctr(&["run", "--rm", "--read-only", "--seccomp"]);
+    /// `ctr run` in the foreground: none of ctr's default capabilities (as `drop: ["ALL"]`), the default
+    /// seccomp profile (ctr sets no_new_privs by default), stdout and stderr to `log`. Returns the `ctr`
+    /// process, whose exit status is the container's.
+    fn run(&self, spec: &ContainerSpec, log: &Path) -> Child {
+        let default: Value = serde_json::from_str(&self.ctr_ok(&["oci", "spec"])).expect("ctr's default spec");
+        let mut c = self.ctr(&["run", "--rm", "--seccomp"]);
+        if spec.read_only {
+            c.arg("--read-only");
+        }
         c.arg("--runc-root").arg(self.dir.join("runc"));
-        c.arg("--cgroup").arg(format!("/{}/{id}", self.cgroup));
+        c.arg("--cgroup").arg(format!("/{}/{}", self.cgroup, spec.id));
         c.arg("--log-uri").arg(format!("file://{}", log.display()));
-        for cap in spec["process"]["capabilities"]["bounding"]
+        for cap in default["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("capabilities")
         {
             c.arg("--cap-drop").arg(cap.as_str().expect("capability"));
         }
-        for (src, dst) in mounts {
+        if let Some(netns) = &spec.netns {
+            c.arg("--with-ns").arg(format!("network:{netns}"));
+        }
+        for (src, dst) in &spec.mounts {
             c.arg("--mount")
                 .arg(format!("type=bind,src={},dst={dst},options=rbind:rw", src.display()));
         }
-        for (k, v) in env {
+        for (k, v) in &spec.env {
             c.arg("--env").arg(format!("{k}={v}"));
         }
-        c.arg(image).arg(id).args(args);
+        c.arg(&spec.image).arg(&spec.id).args(&spec.args);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         c.spawn().expect("ctr run")
     }
@@ -422,6 +412,39 @@ impl Drop for Containerd {
     }
 }
 
+/// What a container is started with.
+struct ContainerSpec {
+    id: String,
+    image: String,
+    /// The process; empty for the image's entrypoint and command.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Bind mounts (source, destination).
+    mounts: Vec<(PathBuf, String)>,
+    read_only: bool,
+    /// A network namespace to join instead of a new one.
+    netns: Option<String>,
+}
+
+impl ContainerSpec {
+    fn new(id: &str, image: &str, args: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            id: id.into(),
+            image: image.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            mounts: Vec::new(),
+            read_only: false,
+            netns: None,
+        }
+    }
+
+    fn env(mut self, key: &str, value: &str) -> ContainerSpec {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
 /// A test directory under the system's temporary directory, removed on drop (after the runtimes).
 struct Scratch(PathBuf);
 
@@ -437,6 +460,30 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         unmount_under(&self.0);
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What each test starts from: the archive, the manifest's container, a scratch directory and the
+/// MicroK8s-shaped host root in it.
+struct Setup {
+    archive: PathBuf,
+    ds: DaemonSet,
+    scratch: Scratch,
+    host: PathBuf,
+}
+
+impl Setup {
+    fn new(tag: &str) -> Setup {
+        let archive = archive();
+        let ds = DaemonSet::read();
+        let scratch = Scratch::new(tag);
+        let host = microk8s_host(&scratch.0, &ds);
+        Setup {
+            archive,
+            ds,
+            scratch,
+            host,
+        }
     }
 }
 
@@ -482,10 +529,12 @@ fn exits_cleanly(child: &mut Child, within: Duration) -> bool {
     ignore = "needs root (a private containerd and runc): run `make test` as root"
 )]
 fn containerd_imports_the_archive_by_its_daemonset_name_and_runs_the_installer() {
-    let archive = archive();
-    let ds = DaemonSet::read();
-    let scratch = Scratch::new("containerd");
-    let host = microk8s_host(&scratch.0, &ds);
+    let Setup {
+        archive,
+        ds,
+        scratch,
+        host,
+    } = Setup::new("containerd");
     let containerd = Containerd::start(scratch.0.join("containerd"));
 
     // The import as `microk8s images import` does it (`ctr image import -`, stdin, no options).
@@ -505,14 +554,14 @@ fn containerd_imports_the_archive_by_its_daemonset_name_and_runs_the_installer()
 
     // The DaemonSet's container: its command, environment and mounts; it keeps running until SIGTERM.
     let log = scratch.0.join("install.log");
-    let mut installer = containerd.run(
-        "roslan-install",
-        &ds.image,
-        &mounts_under(&host, &ds),
-        &ds.env,
-        &ds.command,
-        &log,
-    );
+    let spec = ContainerSpec {
+        args: ds.command.clone(),
+        env: ds.env.clone(),
+        mounts: mounts_under(&host, &ds),
+        read_only: true,
+        ..ContainerSpec::new("roslan-install", &ds.image, &[])
+    };
+    let mut installer = containerd.run(&spec, &log);
     wait_for_install(&host, &log, "containerd");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -531,14 +580,11 @@ fn containerd_imports_the_archive_by_its_daemonset_name_and_runs_the_installer()
 
     // `roslan` from the image answers VERSION (ctr passes no stdin with a log file: an empty config).
     let version_log = scratch.0.join("version.log");
-    let mut version = containerd.run(
-        "roslan-version",
-        &ds.image,
-        &[],
-        &[("CNI_COMMAND".into(), "VERSION".into())],
-        &["/opt/roslan/bin/roslan".into()],
-        &version_log,
-    );
+    let spec = ContainerSpec {
+        read_only: true,
+        ..ContainerSpec::new("roslan-version", &ds.image, &["/opt/roslan/bin/roslan"]).env("CNI_COMMAND", "VERSION")
+    };
+    let mut version = containerd.run(&spec, &version_log);
     assert!(
         exits_cleanly(&mut version, Duration::from_secs(20)),
         "roslan VERSION in the image"
@@ -600,10 +646,12 @@ impl Drop for Podman {
     ignore = "needs root (podman with runc and a private store): run `make test` as root"
 )]
 fn podman_loads_the_archive_by_its_daemonset_name_and_runs_the_installer() {
-    let archive = archive();
-    let ds = DaemonSet::read();
-    let scratch = Scratch::new("podman");
-    let host = microk8s_host(&scratch.0, &ds);
+    let Setup {
+        archive,
+        ds,
+        scratch,
+        host,
+    } = Setup::new("podman");
     let podman = Podman::new(scratch.0.join("podman"));
 
     podman.podman(&["load", "--quiet", "--input", &archive.to_string_lossy()]);
@@ -681,39 +729,162 @@ fn podman_loads_the_archive_by_its_daemonset_name_and_runs_the_installer() {
     assert_installed(&host, &archive, &log_text);
 
     // `roslan` from the image answers VERSION, with the configuration on stdin as a runtime sends it.
-    let mut version = podman
-        .command(&[
-            "run",
-            "--rm",
-            "-i",
-            "--network",
-            "none",
-            "--read-only",
-            "--cap-drop",
-            "all",
-            "--cgroup-parent",
-            &cgroup,
-            "--env",
-            "CNI_COMMAND=VERSION",
-            "--entrypoint",
-            "/opt/roslan/bin/roslan",
-            &ds.image,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("podman run roslan");
-    version
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"cniVersion":"0.3.1"}"#)
-        .unwrap();
-    let out = version.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        version_reply(&out.stdout, "roslan in the image (podman)")["cniVersion"],
-        "0.3.1"
+    let version = podman.command(&[
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "--read-only",
+        "--cap-drop",
+        "all",
+        "--cgroup-parent",
+        &cgroup,
+        "--env",
+        "CNI_COMMAND=VERSION",
+        "--entrypoint",
+        "/opt/roslan/bin/roslan",
+        &ds.image,
+    ]);
+    let reply = ask_version(version, br#"{"cniVersion":"0.3.1"}"#, "roslan in the image (podman)");
+    assert_eq!(reply["cniVersion"], "0.3.1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ROS 2 workload image
+// ---------------------------------------------------------------------------------------------
+
+/// The name `make ros-image` gives the ROS 2 workload image.
+const ROS2_IMAGE: &str = "localhost/roslan/ros2:kilted";
+
+/// `make ros-image`'s archive: the newest in `ROSLAN_IMAGES_DIR` (default /var/cache/roslan/images).
+fn ros2_archive() -> PathBuf {
+    let dir = std::env::var_os("ROSLAN_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/roslan/images"));
+    let path = dir.join("ros2.oci.tar");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make ros-image` (as root; about 2 minutes cold, cached afterwards)",
+        path.display()
     );
+    path
+}
+
+fn log_of(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root (a private containerd, namespaces): run `make test` as root"
+)]
+fn the_ros2_image_runs_the_examples_talker_and_listener_in_two_pods_on_a_roslan_lan() {
+    let archive = ros2_archive();
+    let started = Instant::now();
+    let scratch = Scratch::new("ros2");
+    let containerd = Containerd::start(scratch.0.join("containerd"));
+    let mut import = containerd.ctr(&["images", "import", "-"]);
+    import.stdin(fs::File::open(&archive).expect("open the archive"));
+    run_ok(import, "ctr images import - (the ROS 2 image)");
+    let listed = containerd.ctr_ok(&["images", "ls", "-q"]);
+    let names: Vec<&str> = listed.lines().filter(|n| !n.starts_with("sha256:")).collect();
+    assert_eq!(names, [ROS2_IMAGE], "the ROS 2 image's name survives the import");
+    eprintln!("ros2 image imported after {:?}", started.elapsed());
+
+    // Two pods on a throwaway LAN through roslan; each container has its own mount namespace and
+    // /dev/shm (ctr's default), so only the network can carry the messages.
+    let lan = Lan::new();
+    let conf = lan.config("1.0.0");
+    let (a, b) = (lan.pod(), lan.pod());
+    lan.add(&a, "eth0", &conf);
+    lan.add(&b, "eth0", &conf);
+    let in_pod = |pod: &roslan_tests::Pod, id: &str, args: &[&str]| ContainerSpec {
+        netns: Some(pod.path()),
+        ..ContainerSpec::new(id, ROS2_IMAGE, args).env("ROS_DOMAIN_ID", "3")
+    };
+
+    // Fast DDS: the examples' own scripts as the examples run them (args only, `python3` from PATH).
+    let (talker_log, listener_log) = (scratch.0.join("talker.log"), scratch.0.join("listener.log"));
+    let publisher = ["python3", "/opt/roslan/scripts/publisher.py", "t1"];
+    let subscriber = ["python3", "/opt/roslan/scripts/subscriber.py", "l1"];
+    let fast_dds = Instant::now();
+    let mut talker = containerd.run(&in_pod(&a, "talker", &publisher), &talker_log);
+    let mut listener = containerd.run(&in_pod(&b, "listener", &subscriber), &listener_log);
+    let heard = wait_until(Duration::from_secs(60), || log_of(&listener_log).contains(": \"t1:"));
+    eprintln!(
+        "Fast DDS: first message heard {:?} after the containers started",
+        fast_dds.elapsed()
+    );
+    for id in ["talker", "listener"] {
+        let _ = containerd.ctr(&["tasks", "kill", "--signal", "SIGTERM", id]).output();
+    }
+    let stopped = [
+        exits_cleanly(&mut talker, Duration::from_secs(10)),
+        exits_cleanly(&mut listener, Duration::from_secs(10)),
+    ];
+    let logs = format!(
+        "--- talker ---\n{}\n--- listener ---\n{}",
+        log_of(&talker_log),
+        log_of(&listener_log)
+    );
+    assert!(
+        heard,
+        "the listener in pod b hears the talker in pod a within 60 s:\n{logs}"
+    );
+    assert_eq!(stopped, [true, true], "both end on SIGTERM with exit 0:\n{logs}");
+
+    // Cyclone DDS: the chatter in the same image, listener first; both exit 0 once 3 messages are through.
+    let (talker_log, listener_log) = (
+        scratch.0.join("cyclone-talker.log"),
+        scratch.0.join("cyclone-listener.log"),
+    );
+    let chatter = |role: &str| {
+        [
+            "python3",
+            "/opt/roslan/scripts/chatter.py",
+            role,
+            "--count",
+            "3",
+            "--timeout",
+            "30",
+        ]
+        .map(String::from)
+    };
+    let listener_args = chatter("listener");
+    let talker_args = chatter("talker");
+    let spec = |pod, id, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        in_pod(pod, id, &args)
+    };
+    let cyclone = Instant::now();
+    let mut listener = containerd.run(&spec(&b, "cyclone-listener", &listener_args), &listener_log);
+    assert!(
+        wait_until(Duration::from_secs(30), || log_of(&listener_log)
+            .contains("listener: ready")),
+        "the Cyclone listener starts:\n{}",
+        log_of(&listener_log)
+    );
+    let mut talker = containerd.run(&spec(&a, "cyclone-talker", &talker_args), &talker_log);
+    let done = [
+        exits_cleanly(&mut talker, Duration::from_secs(40)),
+        exits_cleanly(&mut listener, Duration::from_secs(40)),
+    ];
+    eprintln!(
+        "Cyclone: 3 messages through {:?} after the containers started",
+        cyclone.elapsed()
+    );
+    assert_eq!(
+        done,
+        [true, true],
+        "Cyclone talker and listener exit 0 after 3 messages:\n--- talker ---\n{}\n--- listener ---\n{}",
+        log_of(&talker_log),
+        log_of(&listener_log)
+    );
+
+    lan.del(&a, "eth0", &conf);
+    lan.del(&b, "eth0", &conf);
+    let network = conf["name"].as_str().expect("network name");
+    assert!(lan.reservations(network).is_empty(), "both pods' addresses released");
 }
