@@ -10,12 +10,14 @@ CONFIG.json is the image's runtime configuration (Env, Cmd, Entrypoint, WorkingD
 what images/roslan.sh does with podman's output, `rootfs` what images/ros2.sh does with its debootstrap
 tree; tests/runtimes/pause_image.py uses the module.
 
-Why the name goes into `io.containerd.image.name`: containerd's importer (which `ctr images import` and
-MicroK8s' `microk8s images import`, through `ctr image import -`, both use) takes an image's name from
-that annotation first. Without it, it falls back to `org.opencontainers.image.ref.name` and, without
-`--base-name`, drops any name that is fully qualified: the image would arrive nameless and kubelet
-would try to pull it. podman's `load` reads `io.containerd.image.name` first as well. `ref.name` holds
-the tag alone, as the OCI image layout means it (and as `docker save` writes it since 25.0).
+The name goes into both annotations a reader may take it from, in full: `io.containerd.image.name`, which
+containerd's importer (`ctr images import`, and so `microk8s images import`, which runs
+`ctr image import -`) and podman's `load` read first, and `org.opencontainers.image.ref.name`, which both
+fall back to (and which `podman save` writes). Measured with Debian's containerd 1.6.20 and podman 4.3.1:
+with either annotation holding the full name, both import the image under that name; with `ref.name`
+holding only the tag (how `docker save` writes it, next to `io.containerd.image.name`), ctr names the
+image `import-<date>:<tag>` and podman `localhost/<tag>:latest`, and without annotations the image
+arrives nameless. A nameless or misnamed image makes kubelet try to pull.
 
 One image per archive: podman refuses an OCI archive whose index lists more than one manifest unless told
 which, and `podman load` cannot be told.
@@ -60,7 +62,7 @@ def architecture():
 
 
 def tag_of(name):
-    """The tag of `registry/path:tag` (a port in the registry part is not a tag)."""
+    """The tag of `registry/path:tag` (a port in the registry part is not a tag); every name needs one."""
     last = name.rsplit("/", 1)[-1]
     if ":" not in last:
         sys.exit(f"{name}: an image name needs an explicit tag")
@@ -185,7 +187,7 @@ def write(out, name, config, layers, manifest_annotations=None):
     index = {
         "schemaVersion": 2,
         "mediaType": INDEX,
-        "manifests": [manifest_blob.descriptor({NAME_ANNOTATION: name, REF_ANNOTATION: tag_of(name)})],
+        "manifests": [manifest_blob.descriptor({NAME_ANNOTATION: name, REF_ANNOTATION: name})],
     }
     blobs = {b.digest: b for b in [config_blob, manifest_blob, *layers]}
     tmp = out + ".tmp"
