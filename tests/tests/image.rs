@@ -820,10 +820,12 @@ fn the_ros2_image_runs_the_examples_talker_and_listener_in_two_pods_on_a_roslan_
     for id in ["talker", "listener"] {
         let _ = containerd.ctr(&["tasks", "kill", "--signal", "SIGTERM", id]).output();
     }
+    let stopping = Instant::now();
     let stopped = [
         exits_cleanly(&mut talker, Duration::from_secs(10)),
         exits_cleanly(&mut listener, Duration::from_secs(10)),
     ];
+    eprintln!("Fast DDS: both stopped {:?} after SIGTERM", stopping.elapsed());
     let logs = format!(
         "--- talker ---\n{}\n--- listener ---\n{}",
         log_of(&talker_log),
