@@ -9,10 +9,15 @@
 //! exit 0 leaving the binaries. `roslan` from the image, and the copy installed on the host, answer
 //! CNI VERSION.
 //!
+//! The ROS 2 workload image (`make ros-image`) is imported the same way and must keep its name; its
+//! containers, one per process with its own mount namespace and `/dev/shm`, in two pods that roslan put
+//! on a throwaway LAN, must carry the examples' talker to their listener (Fast DDS) and the Cyclone
+//! chatter's messages.
+//!
 //! Nothing of the machine is used: containerd's root, state, sockets, runc root and CNI directories, and
 //! podman's configuration, storage and caches (images/podman-private.sh), are under the test's
 //! directory; the "host" is a scratch directory. The machine's /var/snap, /etc/cni and /opt/cni are
-//! never touched. Needs root; the archive comes from `make image`, the manifest is read with `.venv`'s
+//! never touched. Needs root; the archives come from `make image` and `make ros-image`, the manifest is read with `.venv`'s
 //! PyYAML and the CRI's view with tests/runtimes/cri_client.py.
 
 use std::fs;
