@@ -61,7 +61,13 @@ if [ -f "$out" ]; then
 fi
 
 mkdir -p "$cache"
-work=$(mktemp -d "$cache/.build-ros2-$key.XXXXXX")
+# A build killed before its trap ran leaves its directory (a whole root filesystem) behind, named after
+# its process: remove those whose process is gone.
+for stale in "$cache"/.build-ros2-*; do
+    [ -d "$stale" ] && ! kill -0 "${stale##*.}" 2>/dev/null && rm -rf "$stale"
+done
+work=$cache/.build-ros2-$key.$$
+rm -rf "$work" && mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
 start=$(date +%s)
