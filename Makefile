@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static
+APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
+.PHONY: all build release image ros-image pause-image test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -31,6 +31,33 @@ build:
 
 release:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --release --target $(TARGET)
+
+# Images, built offline (images/README.md). The version is the workspace's; every file and the creation
+# time of roslan's image carry the last commit's time, so one commit gives the same bytes on every build.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"$$/\1/p' Cargo.toml)
+IMAGE_DIR := target/image
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# The sandbox image kubeadm 1.34 configures (cmd/kubeadm/app/constants: PauseVersion 3.10.1); kubelet 1.34
+# itself no longer names one, the CRI's sandbox_image does.
+PAUSE_IMAGE ?= registry.k8s.io/pause:3.10.1
+# The ROS 2 workload image's cache, outside the clone like the test peers; keyed by its inputs.
+ROSLAN_IMAGES_DIR ?= /var/cache/roslan/images
+
+## image: roslan's image (FROM scratch, podman, nothing pulled) from the static release binaries, as
+## target/image/roslan-<version>.oci.tar, tagged as manifests/daemonset.yaml names it.
+image: deps release
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) images/roslan.sh $(RELEASE_DIR) $(IMAGE_DIR)/roslan-$(VERSION).oci.tar
+
+## ros-image: the ROS 2 workload image (Debian bookworm minbase, the pinned ROS 2 and Cyclone wheels, the
+## example scripts) in $(ROSLAN_IMAGES_DIR); a second run with the same inputs builds nothing.
+ros-image: deps
+	@if [ "$(ROOT)" != 0 ]; then echo "make ros-image needs root (debootstrap, chroot)"; exit 1; fi
+	images/ros2.sh $(ROSLAN_IMAGES_DIR)
+
+## pause-image: the pod sandbox image, busybox-static only, as target/image/pause-<tag>.oci.tar.
+pause-image: deps
+	@mkdir -p $(IMAGE_DIR)
+	python3 tests/runtimes/pause_image.py $(IMAGE_DIR)/pause-$(lastword $(subst :, ,$(PAUSE_IMAGE))).oci.tar $(PAUSE_IMAGE)
 
 ## deps: install the OS packages the tests and benchmarks use (as root, only what is missing).
 deps:

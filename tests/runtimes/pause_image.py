@@ -1,26 +1,27 @@
 #!/usr/bin/env python3
-"""Builds a pause image as a docker-archive tarball, with no registry, no podman and no network.
+"""Builds a pause image as a named OCI archive, with no registry, no podman and no network.
 
     pause_image.py OUT.tar NAME:TAG [BUSYBOX]
 
 The image has one layer: a statically linked busybox (default /bin/busybox from Debian's
 busybox-static), `/bin/sh` pointing at it, and `/pause`, a shell loop that exits on SIGTERM/SIGINT
-(as PID 1 of the sandbox's PID namespace it would otherwise ignore them). `ctr image import` loads the
-archive; containerd's CRI uses it as `sandbox_image`.
+(as PID 1 of the sandbox's PID namespace it would otherwise ignore them). `ctr images import` (and so
+`microk8s images import`) loads the archive under NAME:TAG; containerd's CRI uses it as `sandbox_image`,
+so kubelet needs no registry for its sandboxes. `make pause-image` builds it as
+registry.k8s.io/pause:3.10.1, the sandbox image of Kubernetes 1.34.
 
-Only the standard library is used; the archive is deterministic (fixed owners and times), so its
-digests are the same on every run.
+Only the standard library is used (and images/oci_archive.py, which writes the archive); the archive
+is deterministic (fixed owners and times), so its digests are the same on every run.
 """
 
-import hashlib
 import io
-import json
 import os
 import sys
 import tarfile
+import tempfile
 
-# uname -m -> the OCI/Go architecture name containerd matches against its own platform.
-GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images"))
+import oci_archive  # noqa: E402
 
 PAUSE = b"""#!/bin/sh
 trap "exit 0" TERM INT
@@ -63,28 +64,16 @@ def main():
         sys.exit(__doc__)
     out, name = sys.argv[1], sys.argv[2]
     busybox = sys.argv[3] if len(sys.argv) == 4 else "/bin/busybox"
-    rootfs = layer(busybox)
-    diff_id = hashlib.sha256(rootfs).hexdigest()
-    config = json.dumps(
-        {
-            "architecture": GOARCH.get(os.uname().machine, os.uname().machine),
-            "os": "linux",
-            "config": {"Entrypoint": ["/pause"], "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-            "history": [{"created_by": "tests/runtimes/pause_image.py"}],
-        },
-        sort_keys=True,
-    ).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps(
-        [{"Config": config_name, "RepoTags": [name], "Layers": [f"{diff_id}/layer.tar"]}]
-    ).encode()
-    with tarfile.open(out, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        tar.addfile(*entry(diff_id, tarfile.DIRTYPE))
-        tar.addfile(*entry(f"{diff_id}/layer.tar", mode=0o644, data=rootfs))
-        tar.addfile(*entry(config_name, mode=0o644, data=config))
-        tar.addfile(*entry("manifest.json", mode=0o644, data=manifest))
-    print(f"{name} sha256:{diff_id}")
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out))) as tmp:
+        layer_tar = os.path.join(tmp, "layer.tar")
+        with open(layer_tar, "wb") as f:
+            f.write(layer(busybox))
+        diff_id, blob = oci_archive.gzip_layer(layer_tar, tmp)
+        config = oci_archive.image_config(
+            [diff_id], {"Entrypoint": ["/pause"], "WorkingDir": "/"}, "tests/runtimes/pause_image.py"
+        )
+        digest = oci_archive.write(out, name, config, [blob])
+    print(f"{name} {digest} {out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ pub mod netns;
 pub mod peer;
 pub mod plugin;
 pub mod ros2;
+pub mod runtime;
 pub mod traffic;
 
 pub use lan::{Lan, MultiNodeLan, Pod};

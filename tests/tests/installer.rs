@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use roslan_tests::netns::{Netns, unique};
 use roslan_tests::plugin::{result_ip, roslan_bin, workspace_bin};
+use roslan_tests::runtime::wait_until;
 use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, lan::MASTER};
 
@@ -154,17 +155,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 /// A running installer, killed if the test fails before it stops it.
@@ -834,9 +824,9 @@ fn static_bin(name: &str) -> PathBuf {
 #[test]
 #[cfg_attr(not(feature = "root-tests"), ignore = "needs root (chroot): run `make test` as root")]
 fn the_image_works_with_nothing_but_its_three_static_binaries() {
-    // The image cannot be built here (no registry for its build stage), so this runs its final stage's
-    // filesystem instead: FROM scratch plus the build stage's /image/, i.e. three binaries and nothing
-    // else, no libc and no loader. First, that layout is the Dockerfile's.
+    // The image's final stage's filesystem without building the image (tests/image.rs runs the image that
+    // `make image` builds): FROM scratch plus the build stage's /image/, i.e. three binaries and nothing
+    // else, no libc and no loader, here from the static debug build. First, that layout is the Dockerfile's.
     let dockerfile = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/Dockerfile")).unwrap();
     let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
     assert!(final_stage.starts_with("scratch\n"), "{final_stage}");
