@@ -32,7 +32,7 @@ build:
 release:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --release --target $(TARGET)
 
-# Images, built offline (images/README.md). The version is the workspace's; every file and the creation
+# Images, built offline (install/image/README.md). The version is the workspace's; every file and the creation
 # time of roslan's image carry the last commit's time, so one commit gives the same bytes on every build.
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"$$/\1/p' Cargo.toml)
 IMAGE_DIR := target/image
@@ -46,13 +46,13 @@ ROSLAN_IMAGES_DIR ?= /var/cache/roslan/images
 ## image: roslan's image (FROM scratch, podman, nothing pulled) from the static release binaries, as
 ## target/image/roslan-<version>.oci.tar, tagged as manifests/daemonset.yaml names it.
 image: deps release
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) images/roslan.sh $(RELEASE_DIR) $(IMAGE_DIR)/roslan-$(VERSION).oci.tar
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) install/image/roslan.sh $(RELEASE_DIR) $(IMAGE_DIR)/roslan-$(VERSION).oci.tar
 
 ## ros-image: the ROS 2 workload image (Debian bookworm minbase, the pinned ROS 2 and Cyclone wheels, the
 ## example scripts) in $(ROSLAN_IMAGES_DIR); a second run with the same inputs builds nothing.
 ros-image: deps
 	@if [ "$(ROOT)" != 0 ]; then echo "make ros-image needs root (debootstrap, chroot)"; exit 1; fi
-	images/ros2.sh $(ROSLAN_IMAGES_DIR)
+	tests/images/ros2.sh $(ROSLAN_IMAGES_DIR)
 
 ## pause-image: the pod sandbox image, busybox-static only, as target/image/pause-<tag>.oci.tar.
 pause-image: deps
@@ -79,8 +79,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
 
-## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise.
-test: deps venv lint clean-netns
+## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise; the
+## images they load (roslan's, the ROS 2 workload's) are built first, which needs root too.
+ifeq ($(ROOT),0)
+TEST_IMAGES := image ros-image
+endif
+test: deps venv lint clean-netns $(TEST_IMAGES)
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --target $(TARGET) -p roslan -p roslan-install

@@ -10,7 +10,7 @@ busybox-static), `/bin/sh` pointing at it, and `/pause`, a shell loop that exits
 so kubelet needs no registry for its sandboxes. `make pause-image` builds it as
 registry.k8s.io/pause:3.10.1, the sandbox image of Kubernetes 1.34.
 
-Only the standard library is used (and images/oci_archive.py, which writes the archive); the archive
+Only the standard library is used (and install/image/oci_archive.py, which writes the archive); the archive
 is deterministic (fixed owners and times), so its digests are the same on every run.
 """
 
@@ -20,7 +20,7 @@ import sys
 import tarfile
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "install", "image"))
 import oci_archive  # noqa: E402
 
 PAUSE = b"""#!/bin/sh

@@ -15,7 +15,7 @@
 //! chatter's messages.
 //!
 //! Nothing of the machine is used: containerd's root, state, sockets, runc root and CNI directories, and
-//! podman's configuration, storage and caches (images/podman-private.sh), are under the test's
+//! podman's configuration, storage and caches (install/image/podman-private.sh), are under the test's
 //! directory; the "host" is a scratch directory. The machine's /var/snap, /etc/cni and /opt/cni are
 //! never touched. Needs root; the archives come from `make image` and `make ros-image`, the manifest is read with `.venv`'s
 //! PyYAML and the CRI's view with tests/runtimes/cri_client.py.
@@ -604,7 +604,7 @@ fn containerd_imports_the_archive_by_its_daemonset_name_and_runs_the_installer()
 // podman
 // ---------------------------------------------------------------------------------------------
 
-/// podman through images/podman-private.sh with everything under `dir`; containers in the cgroup
+/// podman through install/image/podman-private.sh with everything under `dir`; containers in the cgroup
 /// `/roslan-test-<n>`. Dropping it removes every container, resets the store, kills any conmon of ours,
 /// unmounts, and removes the cgroup and `dir`.
 struct Podman {
@@ -624,7 +624,7 @@ impl Podman {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(repo().join("images/podman-private.sh"));
+        let mut c = Command::new(repo().join("install/image/podman-private.sh"));
         c.arg(&self.dir).args(args);
         c
     }

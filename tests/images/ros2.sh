@@ -1,13 +1,13 @@
 #!/bin/bash
 # Builds the ROS 2 workload image offline, cached by a hash of its inputs (`make ros-image`):
 #
-#   images/ros2.sh CACHE_DIR
+#   tests/images/ros2.sh CACHE_DIR
 #
 # A Debian bookworm root filesystem (debootstrap, variant minbase, from Debian's own mirror) with python3,
 # a venv at /opt/ros holding the pinned ROS 2 Kilted wheels (rclpy, std_msgs, rmw_fastrtps_cpp: every
 # package pinned in tests/requirements-ros.txt) and PyPI cyclonedds (pinned in tests/requirements.txt),
 # and the scripts: the seed's talker and listener (manifests/examples/scripts/) and the Cyclone chatter
-# (tests/dds/chatter.py) in /opt/roslan/scripts/. One layer, written by images/oci_archive.py as
+# (tests/dds/chatter.py) in /opt/roslan/scripts/. One layer, written by install/image/oci_archive.py as
 # CACHE_DIR/ros2-<key>/ros2.oci.tar and named localhost/roslan/ros2:kilted; CACHE_DIR/ros2.oci.tar links to
 # the newest build.
 #
@@ -26,8 +26,8 @@
 # from that directory only (`--no-index`); nothing in the chroot reaches the network.
 set -euo pipefail
 
-cache=${1:?usage: images/ros2.sh CACHE_DIR}
-repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${1:?usage: tests/images/ros2.sh CACHE_DIR}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 name=localhost/roslan/ros2:kilted
 suite=bookworm
 mirror=${ROSLAN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -35,7 +35,7 @@ variant=minbase
 packages=python3,python3-venv
 arch=$(dpkg --print-architecture)
 
-[ "$(id -u)" = 0 ] || { echo "images/ros2.sh needs root (debootstrap, chroot)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "tests/images/ros2.sh needs root (debootstrap, chroot)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install --no-install-recommends debootstrap (make deps)" >&2; exit 1; }
 
 # The wheels: every ROS package as tests/requirements-ros.txt pins it, and cyclonedds as
@@ -47,7 +47,7 @@ requirements=$(grep -vE '^\s*(#|$)' "$repo/tests/requirements-ros.txt"; echo "$c
 scripts=("$repo/manifests/examples/scripts/publisher.py" "$repo/manifests/examples/scripts/subscriber.py" "$repo/tests/dds/chatter.py")
 
 key=$({
-    sha256sum "$0" "$repo/images/oci_archive.py" "${scripts[@]}" | awk '{print $1}'
+    sha256sum "$0" "$repo/install/image/oci_archive.py" "${scripts[@]}" | awk '{print $1}'
     printf '%s\n' "$requirements" "$suite" "$mirror" "$variant" "$packages" "$arch"
 } | sha256sum | cut -c1-16)
 dir=$cache/ros2-$key
@@ -129,7 +129,7 @@ EOF
 
 echo "ros2: archive" >&2
 mkdir -p "$dir"
-python3 "$repo/images/oci_archive.py" rootfs "$rootfs" "$work/ros2.oci.tar" "$name" "$work/config.json" >/dev/null
+python3 "$repo/install/image/oci_archive.py" rootfs "$rootfs" "$work/ros2.oci.tar" "$name" "$work/config.json" >/dev/null
 cp "$work/requirements.lock" "$dir/requirements.lock"
 mv "$work/ros2.oci.tar" "$out"
 ln -sfn "ros2-$key/ros2.oci.tar" "$cache/ros2.oci.tar"

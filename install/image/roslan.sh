@@ -2,7 +2,7 @@
 # Builds roslan's image without a registry: the final stage of install/Dockerfile, run by Debian's podman
 # on the static binaries of `make release`, written as a named OCI archive (`make image`).
 #
-#   images/roslan.sh RELEASE_DIR OUT.oci.tar
+#   install/image/roslan.sh RELEASE_DIR OUT.oci.tar
 #
 # The Dockerfile's build stage compiles in `rust:*-bookworm`, which only a registry has; here
 # `make release` has already built the same static binaries. So the Containerfile used is the
@@ -10,7 +10,7 @@
 # `COPY --from=build /image/ /` pointed at a context laid out as the build stage lays out /image/.
 # Any other change to the final stage comes along by construction.
 #
-# podman runs through images/podman-private.sh, with its configuration, storage and caches under a
+# podman runs through install/image/podman-private.sh, with its configuration, storage and caches under a
 # scratch directory removed at the end: the machine's /var/lib/containers and /etc/containers are
 # neither read nor written. `--pull=never`: nothing is pulled.
 #
@@ -19,9 +19,9 @@
 # archive in a fixed order. The same binaries and epoch give the same bytes.
 set -euo pipefail
 
-release_dir=${1:?usage: images/roslan.sh RELEASE_DIR OUT.oci.tar}
-out=${2:?usage: images/roslan.sh RELEASE_DIR OUT.oci.tar}
-repo=$(cd "$(dirname "$0")/.." && pwd)
+release_dir=${1:?usage: install/image/roslan.sh RELEASE_DIR OUT.oci.tar}
+out=${2:?usage: install/image/roslan.sh RELEASE_DIR OUT.oci.tar}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 epoch=${SOURCE_DATE_EPOCH:-0}
 export SOURCE_DATE_EPOCH=$epoch
 
@@ -45,7 +45,7 @@ done
 
 mkdir -p "$(dirname "$out")"
 work=$(cd "$(mktemp -d "$(dirname "$out")/.build-roslan.XXXXXX")" && pwd)
-pod() { "$repo/images/podman-private.sh" "$work/podman" "$@"; }
+pod() { "$repo/install/image/podman-private.sh" "$work/podman" "$@"; }
 trap 'pod system reset --force >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 # The context: what the build stage puts in /image/.
@@ -67,4 +67,4 @@ sed 's|^COPY --from=build /image/ /$|COPY image/ /|' <<<"$final" >"$work/Contain
 pod build --quiet --pull=never --timestamp "$epoch" --identity-label=false --format oci \
     -t "$name" -f "$work/Containerfile" "$ctx" >/dev/null
 pod push --quiet --compression-format gzip "$name" "oci:$work/layout"
-python3 "$repo/images/oci_archive.py" repack "$work/layout" "$out" "$name"
+python3 "$repo/install/image/oci_archive.py" repack "$work/layout" "$out" "$name"

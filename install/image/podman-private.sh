@@ -2,7 +2,7 @@
 # Runs podman with everything it keeps under DIR, so that building or loading an image changes nothing
 # of the machine's own container state:
 #
-#   images/podman-private.sh DIR PODMAN-ARGS...
+#   install/image/podman-private.sh DIR PODMAN-ARGS...
 #
 # - configuration: DIR/containers.conf is the only containers.conf read (CONTAINERS_CONF), its network
 #   configuration directory is DIR/net.d (not /etc/cni/net.d, where podman would create a lock file), the storage
@@ -14,11 +14,11 @@
 #   private mount namespace in which /var/lib is an overlay whose upper layer is DIR/var-lib: the cache,
 #   and anything else written below /var/lib, lands in DIR. The machine's /var/lib is only read.
 #
-# Used by images/roslan.sh (make image) and tests/tests/image.rs. The caller removes DIR (after
+# Used by install/image/roslan.sh (make image) and tests/tests/image.rs. The caller removes DIR (after
 # `podman system reset --force` through this script, which also removes the containers' state).
 set -euo pipefail
 
-dir=${1:?usage: images/podman-private.sh DIR PODMAN-ARGS...}
+dir=${1:?usage: install/image/podman-private.sh DIR PODMAN-ARGS...}
 shift
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)

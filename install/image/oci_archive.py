@@ -7,7 +7,7 @@
     oci_archive.py names OUT.tar                           # the names an archive carries, one per line
 
 CONFIG.json is the image's runtime configuration (Env, Cmd, Entrypoint, WorkingDir, Labels). `repack` is
-what images/roslan.sh does with podman's output, `rootfs` what images/ros2.sh does with its debootstrap
+what install/image/roslan.sh does with podman's output, `rootfs` what tests/images/ros2.sh does with its debootstrap
 tree; tests/runtimes/pause_image.py uses the module.
 
 The name goes into both annotations a reader may take it from, in full: `io.containerd.image.name`, which
@@ -244,7 +244,7 @@ def from_rootfs(root, out, name, container_config):
         layer_from_dir(root, layer_tar)
         diff_id, blob = gzip_layer(layer_tar, tmp)
         os.unlink(layer_tar)
-        return write(out, name, image_config([diff_id], config, "images/oci_archive.py rootfs"), [blob])
+        return write(out, name, image_config([diff_id], config, "install/image/oci_archive.py rootfs"), [blob])
 
 
 def main(argv):
