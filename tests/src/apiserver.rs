@@ -136,7 +136,7 @@ impl ControlPlane {
     pub fn start_with(options: Options) -> ControlPlane {
         assert!(
             Path::new(ETCD).exists(),
-            "{ETCD} is missing: apt-get install etcd-server (`make deps` does)"
+            "{ETCD} is missing: apt-get install etcd-server"
         );
         // Fail before making anything when the peers are not built.
         peer_bin("kube-apiserver");
