@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap
+APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap etcd-server openssl
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release image ros-image pause-image test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
+.PHONY: all build release image ros-image pause-image peers test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -75,16 +75,23 @@ $(VENV)/.installed: tests/requirements.txt tests/requirements-ros.txt
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
+## peers: the real peers (Multus 3.9 and 4, whereabouts, the upstream plugins, Kubernetes 1.34, crictl), pinned
+## in tests/peers/ and built from the Go module proxy into a cache outside the clone: ROSLAN_PEERS_DIR,
+## default /var/cache/roslan/peers. Builds only what is missing (a second run does nothing); see tests/peers/README.md.
+peers:
+	tests/peers/build.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
 
-## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise; the
-## images they load (roslan's, the ROS 2 workload's) are built first, which needs root too.
+## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise; what
+## they run is built first, which needs root too: the real peers (make peers, cached outside the clone)
+## and the images they load (roslan's, the ROS 2 workload's).
 ifeq ($(ROOT),0)
-TEST_IMAGES := image ros-image
+ROOT_PREREQUISITES := peers image ros-image
 endif
-test: deps venv lint clean-netns $(TEST_IMAGES)
+test: deps venv lint clean-netns $(ROOT_PREREQUISITES)
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --target $(TARGET) -p roslan -p roslan-install

@@ -23,7 +23,7 @@
 //! process is started under `setpriv --pdeathsig KILL`, so it dies with the test thread that started it
 //! even when the test process is killed (its zombies then wait for the machine's PID 1, its network
 //! namespaces for [`crate::netns::clean_stale`], its directory for the next sandbox); in the normal case,
-//! a panic included, [`crate::peer::Peer`] kills and reaps it on drop, PID 1 first (see there). So a
+//! a panic included, [`crate::process::Peer`] kills and reaps it on drop, PID 1 first (see there). So a
 //! sandbox and its containers must be dropped by the thread that made them, as they are in a test.
 
 use std::io::{BufRead, BufReader, Read};
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::netns::{Netns, unique};
-use crate::peer::{Peer, Stop};
+use crate::process::{Peer, Stop};
 
 /// Size of each pod's `/dev/shm`: containerd's default for a sandbox.
 pub const SHM_SIZE: &str = "64m";

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::bench::{Stats, round};
 use crate::lan::{Lan, MASTER, Pod, SUBNET};
 use crate::netns::{Netns, try_sh};
-use crate::peer::{Finished, Line, Peer, Stop};
+use crate::process::{Finished, Line, Peer, Stop};
 use crate::plugin::{Call, reference_bin};
 
 /// The one piece of DDS configuration the tests use: Cyclone speaks IPv4 unless its transport is set to

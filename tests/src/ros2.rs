@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::container::Sandbox;
 use crate::dds::{chatter_script, namespace_state, venv_python};
-use crate::peer::{Finished, Peer};
+use crate::process::{Finished, Peer};
 
 /// Fast DDS' environment variable for its transports; `UDPv6` is the IPv6 counterpart of Cyclone's
 /// `udp6` (Fast DDS speaks UDPv4 and shared memory unless told otherwise).
@@ -350,7 +350,7 @@ impl<'a> Chat<'a> {
 }
 
 /// Every message in a listener's output with when it was printed (since the listener's spawn).
-fn heard_messages(lines: &[crate::peer::Line]) -> Vec<(Message, Duration)> {
+fn heard_messages(lines: &[crate::process::Line]) -> Vec<(Message, Duration)> {
     lines
         .iter()
         .filter_map(|l| parse_heard(&l.text).map(|m| (m, l.at)))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use roslan_tests::container::Sandbox;
 use roslan_tests::netns::Netns;
-use roslan_tests::peer::Peer;
+use roslan_tests::process::Peer;
 use roslan_tests::ros2::{Chat, Middleware, require_nodes};
 
 /// What a probe container prints about itself, then it keeps a child and sleeps as PID 1 (which has no
