@@ -4,6 +4,10 @@
 //!
 //! The kernel's parent-death signal (`setpriv --pdeathsig KILL`) fires when the *thread* that spawned the
 //! daemon exits: start and drop a daemon on the same test thread, never share one across tests.
+//!
+//! A daemon entered into another PID namespace (`nsenter --pid`, see [`crate::node`]) is nsenter's child:
+//! nsenter forwards no signal and, killed, leaves its child running. [`Daemon::spawn_entered`] makes
+//! [`Daemon::stop`] signal that child, the program itself.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::process::only_child;
+
 /// A background process with its log.
 #[derive(Debug)]
 pub struct Daemon {
@@ -20,6 +26,8 @@ pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
     grace: Duration,
+    /// Signal the spawned process's only child (the program behind `nsenter --pid`), not the process.
+    entered: bool,
 }
 
 impl Daemon {
@@ -49,7 +57,16 @@ impl Daemon {
             child: Some(child),
             log: log.to_path_buf(),
             grace: Duration::from_secs(5),
+            entered: false,
         }
+    }
+
+    /// Starts a prepared `nsenter --pid ... -- program` command (under `setpriv --pdeathsig KILL`), logging
+    /// to `log`; [`Daemon::stop`] and [`Daemon::pid`] then address the program, nsenter's child.
+    pub fn spawn_entered(name: &str, cmd: Command, log: &Path) -> Daemon {
+        let mut daemon = Daemon::spawn_command(name, cmd, log);
+        daemon.entered = true;
+        daemon
     }
 
     /// How long [`Daemon::stop`] waits after SIGTERM before SIGKILL (5 s unless changed).
@@ -63,9 +80,14 @@ impl Daemon {
         &self.name
     }
 
-    /// The process id while it runs.
+    /// The process id while it runs: the program's, for an entered daemon (in the machine's numbering).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        let spawned = self.child.as_ref().map(Child::id)?;
+        if self.entered {
+            only_child(spawned, Duration::from_secs(2))
+        } else {
+            Some(spawned)
+        }
     }
 
     /// The log file.
@@ -91,7 +113,12 @@ impl Daemon {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let pid = Pid::from_raw(child.id() as i32);
+        let target = if self.entered {
+            only_child(child.id(), Duration::from_secs(2)).unwrap_or(child.id())
+        } else {
+            child.id()
+        };
+        let pid = Pid::from_raw(target as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
@@ -99,6 +126,9 @@ impl Daemon {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.entered {
+            let _ = kill(pid, Signal::SIGKILL);
         }
         let _ = child.kill();
         let _ = child.wait();

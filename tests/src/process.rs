@@ -199,7 +199,7 @@ impl Drop for Peer {
 
 /// The one child of `pid` (from /proc/PID/task/PID/children), polled for at most `timeout` while `pid`
 /// exists.
-fn only_child(pid: u32, timeout: Duration) -> Option<u32> {
+pub fn only_child(pid: u32, timeout: Duration) -> Option<u32> {
     let deadline = Instant::now() + timeout;
     loop {
         let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
