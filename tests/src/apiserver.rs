@@ -188,6 +188,8 @@ impl ControlPlane {
             arg("client-ca-file", path(&pki.ca().cert)),
             arg("kubelet-client-certificate", path(&kubelet_client.cert)),
             arg("kubelet-client-key", path(&kubelet_client.key)),
+            // A test node's name (robot-1) is in no DNS: reach kubelet (logs, exec) by its address.
+            arg("kubelet-preferred-address-types", "InternalIP,Hostname"),
             arg("service-account-issuer", "https://kubernetes.default.svc.cluster.local"),
             arg("service-account-key-file", path(&sa.cert)),
             arg("service-account-signing-key-file", path(&sa.key)),
