@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod cluster;
 pub mod conformance;
 pub mod container;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod lan;
 pub mod layouts;
 pub mod multus;
 pub mod netns;
+pub mod node;
 pub mod peers;
 pub mod pki;
 pub mod plugin;
