@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use crate::bench::{Stats, round};
 use crate::lan::{Lan, MASTER, Pod, SUBNET};
 use crate::netns::{Netns, try_sh};
-use crate::process::{Finished, Line, Peer, Stop};
 use crate::plugin::{Call, reference_bin};
+use crate::process::{Finished, Line, Peer, Stop};
 
 /// The one piece of DDS configuration the tests use: Cyclone speaks IPv4 unless its transport is set to
 /// `udp6`, and no CNI plugin can choose that for it. Nothing else (interface, addresses, peers) is set.
