@@ -181,21 +181,19 @@ impl Network {
 }
 
 /// The seed's NetworkAttachmentDefinition `my-network` (sample4.ttl-multus.yaml; `home-network` in sample
-/// 5 is the same), exactly, except for two keys a test must change: `master` is the test LAN's `lan0`
-/// instead of the node's `eth0`, and host-local's `dataDir` is under `data` instead of /var/lib/cni. With
-/// `route`, host-local also gets `routes: [{"dst": "224.0.0.0/4"}]`, the usual workaround.
-/// `isDefaultgateway` is the seed's: neither plugin knows the key, both ignore it.
-pub fn seed_config(data: &Path, route: bool) -> Value {
+/// 5 is the same) exactly, with its master interface `master` (the seed's is `eth0`). With `route`,
+/// host-local also gets `routes: [{"dst": "224.0.0.0/4"}]`, the usual workaround. `isDefaultgateway` is the
+/// seed's: neither plugin knows the key, both ignore it.
+pub fn seed_network(master: &str, route: bool) -> Value {
     let mut conf = json!({
         "cniVersion": "0.3.0",
         "name": "my-network",
         "type": "macvlan",
-        "master": MASTER,
+        "master": master,
         "mode": "bridge",
         "isDefaultgateway": true,
         "ipam": {
             "type": "host-local",
-            "dataDir": data.join("seed-ipam"),
             "ranges": [[{
                 "subnet": "192.168.0.0/16",
                 "rangeStart": "192.168.1.160",
@@ -207,6 +205,14 @@ pub fn seed_config(data: &Path, route: bool) -> Value {
     if route {
         conf["ipam"]["routes"] = json!([{"dst": "224.0.0.0/4"}]);
     }
+    conf
+}
+
+/// [`seed_network`] on the test LAN, with the two keys a test must change: `master` is the LAN's `lan0`
+/// instead of the node's `eth0`, and host-local's `dataDir` is under `data` instead of /var/lib/cni.
+pub fn seed_config(data: &Path, route: bool) -> Value {
+    let mut conf = seed_network(MASTER, route);
+    conf["ipam"]["dataDir"] = json!(data.join("seed-ipam"));
     conf
 }
 
