@@ -74,7 +74,7 @@ const BINDS: [(&str, &str); 5] = [
     ("log-pods", "/var/log/pods"),
     ("log-containers", "/var/log/containers"),
     ("cni", "/var/lib/cni"),
-    ("microk8s", "/var/snap/microk8s"),
+    ("microk8s/var/snap/microk8s", "/var/snap/microk8s"),
 ];
 /// The kernel settings kubelet requires that differ from a stock kernel's, with kubelet's values.
 const KUBELET_SYSCTLS: [(&str, &str); 3] = [
@@ -230,6 +230,12 @@ impl NodeHost {
     /// The throwaway directory (logs, configuration, the bind-mounted directories).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The root under which the node's MicroK8s tree lives as `var/snap/microk8s` (bind-mounted at
+    /// `/var/snap/microk8s` on the node): what [`crate::multus::MicroK8s::create_seen_as`] takes, with `/`.
+    pub fn microk8s_root(&self) -> PathBuf {
+        self.dir.join("microk8s")
     }
 
     /// The node's PID 1, in the machine's numbering (`/proc/<it>/root` is the node's file system).
@@ -401,7 +407,7 @@ fn remove_stale() {
     }
 }
 
-/// Runs `ip` in the machine's namespace (for messages about the LAN).
+/// Addresses and routes of the node's and the LAN host's network namespaces, for failure messages.
 pub fn lan_state(node: &NodeHost) -> String {
     let mut text = String::new();
     for ns in [&node.net, &node.lan_host] {
