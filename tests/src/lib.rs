@@ -23,6 +23,7 @@ pub mod plugin;
 pub mod process;
 pub mod ros2;
 pub mod runtime;
+pub mod seed_examples;
 pub mod traffic;
 
 pub use lan::{Lan, MultiNodeLan, Pod};
