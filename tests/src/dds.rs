@@ -455,9 +455,7 @@ pub fn cyclone_selection_in(ns: &str, udp6: bool) -> Option<Selection> {
     } else {
         ""
     };
-    let uri = format!(
-        "<CycloneDDS><Domain>{transport}<Tracing><Category>config</Category><OutputFile>stdout</OutputFile></Tracing></Domain></CycloneDDS>"
-    );
+    let uri = selection_trace_uri(transport);
     let ddsperf = ddsperf_bin();
     let peer = spawn_in(
         "ddsperf (config trace)",
@@ -466,16 +464,30 @@ pub fn cyclone_selection_in(ns: &str, udp6: bool) -> Option<Selection> {
         &["-oL", ddsperf.to_str().expect("utf-8"), "-D", "10", "sub"],
         &[("CYCLONEDDS_URI", uri.as_str())],
     );
-    let selected = peer.wait_line(|l| l.contains("selected interfaces: "), Duration::from_secs(20));
-    let lines = peer.lines();
+    peer.wait_line(|l| l.contains("selected interfaces: "), Duration::from_secs(20));
+    let lines: Vec<String> = peer.lines().into_iter().map(|l| l.text).collect();
     drop(peer);
+    parse_selection(&lines)
+}
+
+/// The `CYCLONEDDS_URI` that makes Cyclone print its interface selection (the `config` trace category) on
+/// stdout, and nothing else; `transport` is empty or a `<General>` element.
+pub fn selection_trace_uri(transport: &str) -> String {
+    format!(
+        "<CycloneDDS><Domain>{transport}<Tracing><Category>config</Category><OutputFile>stdout</OutputFile></Tracing></Domain></CycloneDDS>"
+    )
+}
+
+/// The candidates and the selected interface from the lines of a `config` trace.
+pub fn parse_selection(lines: &[String]) -> Option<Selection> {
     let after = |line: &str, key: &str| line.split_once(key).map(|(_, rest)| rest.trim().to_string());
     let candidates = lines
         .iter()
-        .find_map(|l| after(&l.text, "interfaces: ").filter(|_| !l.text.contains("selected")))
+        .find_map(|l| after(l, "interfaces: ").filter(|_| !l.contains("selected")))
         .unwrap_or_default();
-    let selected = selected
-        .and_then(|l| after(&l.text, "selected interfaces: "))
+    let selected = lines
+        .iter()
+        .find_map(|l| after(l, "selected interfaces: "))
         .and_then(|s| s.split_whitespace().next().map(str::to_string))?;
     Some(Selection { candidates, selected })
 }
