@@ -243,9 +243,48 @@ impl NodeHost {
         self.init
     }
 
-    /// A node path (`/var/lib/cni/networks`) as the machine reaches it, through PID 1's root.
+    /// A node path (`/var/lib/cni/networks`) as the machine reaches it, through PID 1's root. Symbolic links
+    /// on the way are followed inside the node (the kernel would resolve an absolute one, such as
+    /// `/var/run -> /run`, in the machine's root); the last component is left as it is.
     pub fn path(&self, node_path: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{}", self.init, node_path))
+        let root = PathBuf::from(format!("/proc/{}/root", self.init));
+        let mut parts: Vec<String> = node_path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while !parts.is_empty() {
+            let part = parts.remove(0);
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let here = root.join(resolved.join("/")).join(&part);
+            match std::fs::read_link(&here) {
+                Ok(target) if !parts.is_empty() && hops < 40 => {
+                    hops += 1;
+                    let target = target.to_string_lossy().into_owned();
+                    if target.starts_with('/') {
+                        resolved.clear();
+                    }
+                    let mut rest: Vec<String> = target
+                        .split('/')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    rest.append(&mut parts);
+                    parts = rest;
+                }
+                _ => resolved.push(part),
+            }
+        }
+        root.join(resolved.join("/"))
     }
 
     /// The cgroup, relative to each hierarchy's root (`/roslan-test-node-<id>`), under which the node's
@@ -301,11 +340,58 @@ impl NodeHost {
         self.dir.join(format!("{name}.log"))
     }
 
+    /// Files under the node directory `node_dir` whose name or (for files under 64 KiB) content contains
+    /// `needle`: what CNI plugins and Multus keep about a sandbox (reservations, caches).
+    pub fn files_mentioning(&self, node_dir: &str, needle: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, needle: &str, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    walk(&path, needle, found);
+                    continue;
+                }
+                let small = entry.metadata().is_ok_and(|m| m.len() < 65_536);
+                let named = entry.file_name().to_string_lossy().contains(needle);
+                if named || (small && std::fs::read(&path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle)))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.path(node_dir), needle, &mut found);
+        found
+    }
+
+    /// The names of the links in the node's network namespace, sorted.
+    pub fn links(&self) -> Vec<String> {
+        let mut links = self.net.links();
+        links.sort();
+        links
+    }
+
+    /// What to look for on the machine once the node is dropped ([`Trace::leftovers`]).
+    pub fn trace(&self) -> Trace {
+        Trace {
+            dir: self.dir.clone(),
+            cgroup: self.cgroup.clone(),
+            init: self.init,
+            netns: vec![self.net.name().to_string(), self.lan_host.name().to_string()],
+        }
+    }
+
     /// Makes the calling thread's network namespace the node's until the guard is dropped, so that what the
     /// thread starts (a control plane on the node's loopback, kubectl) runs there. Only the network
     /// namespace: files and processes stay the machine's.
     pub fn enter_net(&self) -> NetGuard {
         NetGuard::enter(&self.net.path())
+    }
+}
+
+impl Default for NodeHost {
+    fn default() -> Self {
+        NodeHost::new()
     }
 }
 
@@ -320,6 +406,52 @@ impl Drop for NodeHost {
         }
         remove_cgroup(&self.cgroup);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The names a dropped node must have left nothing under.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    dir: PathBuf,
+    cgroup: String,
+    init: u32,
+    netns: Vec<String>,
+}
+
+impl Trace {
+    /// Everything of the node still on the machine: its PID 1, processes whose command line names its
+    /// directory, mounts in the machine's mount namespace under it, the directory itself, its cgroups, its
+    /// network namespaces. Empty when the node is gone.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let dir = self.dir.display().to_string();
+        if Path::new(&format!("/proc/{}", self.init)).exists() {
+            left.push(format!("the node's PID 1 ({}) runs", self.init));
+        }
+        for (pid, _, cmdline) in crate::runtime::processes() {
+            if cmdline.contains(&dir) {
+                left.push(format!("process {pid}: {cmdline}"));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in mounts.lines().filter(|l| l.contains(&dir)) {
+            left.push(format!("mount: {line}"));
+        }
+        if self.dir.exists() {
+            left.push(format!("directory {dir}"));
+        }
+        for root in cgroup_roots() {
+            if root.join(&self.cgroup).exists() {
+                left.push(format!("cgroup {}", root.join(&self.cgroup).display()));
+            }
+        }
+        let namespaces = String::from_utf8_lossy(&try_sh("ip", &["netns", "list"]).stdout).into_owned();
+        for name in &self.netns {
+            if namespaces.lines().any(|l| l.split_whitespace().next() == Some(name)) {
+                left.push(format!("network namespace {name}"));
+            }
+        }
+        left
     }
 }
 
