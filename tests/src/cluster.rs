@@ -22,6 +22,7 @@
 //! Start and drop a cluster on one test thread: the thread's network namespace is the node's while the
 //! cluster lives ([`NodeHost::enter_net`]), so the control plane and kubectl run there.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,8 +80,9 @@ pub fn pause_archive() -> Archive {
 /// every remaining process with it.
 #[derive(Debug)]
 pub struct Cluster {
-    kubelet: Option<Daemon>,
-    containerd: Option<Daemon>,
+    // Restartable while a deployment borrows the cluster (one thread only).
+    kubelet: RefCell<Option<Daemon>>,
+    containerd: RefCell<Option<Daemon>>,
     control_plane: Option<ControlPlane>,
     node: NodeHost,
     _net: NetGuard,
@@ -104,9 +106,9 @@ impl Cluster {
             scheduler: true,
         });
         layout(&node, &control_plane);
-        let mut cluster = Cluster {
-            kubelet: None,
-            containerd: None,
+        let cluster = Cluster {
+            kubelet: RefCell::new(None),
+            containerd: RefCell::new(None),
             control_plane: Some(control_plane),
             node,
             _net: net,
@@ -197,8 +199,8 @@ state = "{d}/state"
     }
 
     /// Starts containerd (again, after [`Cluster::stop_containerd`]) and waits for its CRI.
-    pub fn start_containerd(&mut self) {
-        assert!(self.containerd.is_none(), "containerd runs already");
+    pub fn start_containerd(&self) {
+        assert!(self.containerd.borrow().is_none(), "containerd runs already");
         let config = self.containerd_dir().join("config.toml");
         let mut daemon = self.node.daemon(
             "containerd",
@@ -214,12 +216,12 @@ state = "{d}/state"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.containerd = Some(daemon);
+        *self.containerd.borrow_mut() = Some(daemon);
     }
 
     /// Stops containerd (SIGTERM); its shims and the containers keep running, as on a node.
-    pub fn stop_containerd(&mut self) {
-        if let Some(mut d) = self.containerd.take() {
+    pub fn stop_containerd(&self) {
+        if let Some(mut d) = self.containerd.borrow_mut().take() {
             d.stop();
         }
     }
@@ -298,8 +300,8 @@ state = "{d}/state"
     }
 
     /// Starts kubelet (again, after [`Cluster::stop_kubelet`]) and waits until the node is Ready.
-    pub fn start_kubelet(&mut self) {
-        assert!(self.kubelet.is_none(), "kubelet runs already");
+    pub fn start_kubelet(&self) {
+        assert!(self.kubelet.borrow().is_none(), "kubelet runs already");
         let config = self.kubelet_config();
         let kubeconfig =
             self.control_plane()
@@ -322,12 +324,12 @@ state = "{d}/state"
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        self.kubelet = Some(daemon);
+        *self.kubelet.borrow_mut() = Some(daemon);
     }
 
     /// Stops kubelet (SIGTERM): the pods keep running, as when kubelet restarts on a node.
-    pub fn stop_kubelet(&mut self) {
-        if let Some(mut d) = self.kubelet.take() {
+    pub fn stop_kubelet(&self) {
+        if let Some(mut d) = self.kubelet.borrow_mut().take() {
             d.stop();
         }
     }
