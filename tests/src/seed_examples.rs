@@ -25,7 +25,7 @@ use crate::runtime::repo;
 pub const ROS_IMAGE: &str = "localhost/roslan/ros2:kilted";
 
 /// What the pods' `ros-lan` NetworkAttachmentDefinition holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Network {
     /// As shipped: roslan (`manifests/networks/single-node` or `node-ranges`).
     Roslan,
@@ -94,9 +94,9 @@ impl Workload {
     }
 
     /// The Cyclone DDS pair: pod `t1` runs the chatter's talker (tag `t1`), pod `l1` its listener, both from
-    /// the ROS 2 image, attached to `ros-lan` from `manifests/networks/single-node`, whose configuration
-    /// gets `"multicast": {"exclusive": true}` (the setting the examples' README gives for Cyclone) when
-    /// `exclusive`. Written into `dir`.
+    /// the ROS 2 image, attached to `ros-lan` from `manifests/networks/single-node` as it is (roslan's
+    /// default `multicast.exclusive`, on), or with `"multicast": {"exclusive": false}` unless `exclusive`.
+    /// Written into `dir`.
     pub fn cyclone_pair(dir: &Path, exclusive: bool) -> Workload {
         let namespace = "roslan-e2e-cyclone";
         std::fs::create_dir_all(dir).expect("create the Cyclone pair's directory");
@@ -131,14 +131,14 @@ impl Workload {
             "namespace": namespace,
             "resources": [relative(dir, &repo().join("manifests/networks/single-node")), "pods.yaml"],
         });
-        if exclusive {
+        if !exclusive {
             let mut config = single_node_config();
-            config["multicast"] = json!({"exclusive": true});
+            config["multicast"] = json!({"exclusive": false});
             kustomization["patches"] = json!([nad_patch(&config)]);
         }
         write_kustomization(dir, &kustomization);
         Workload {
-            label: format!("Cyclone pair{}", if exclusive { " (exclusive)" } else { "" }),
+            label: format!("Cyclone pair{}", if exclusive { "" } else { " (exclusive: false)" }),
             namespace: namespace.to_string(),
             source: dir.to_path_buf(),
             pods: vec![("t1".into(), vec!["t1".into()]), ("l1".into(), vec!["l1".into()])],
@@ -410,10 +410,14 @@ impl<'a> Deployment<'a> {
         }
     }
 
-    /// The pods' sandboxes as the CRI reports them: (pod, sandbox id, network namespace path on the node).
+    /// The pods' running sandboxes as the CRI reports them: (pod, sandbox id, network namespace path on the
+    /// node). Stopped ones (of an earlier deployment in the same namespace, until kubelet removes them) are
+    /// left out.
     pub fn sandboxes(&self) -> Vec<(String, String, String)> {
         let list: Value = serde_json::from_str(&self.cluster.crictl_ok(&[
             "pods",
+            "--state",
+            "ready",
             "--namespace",
             &self.workload.namespace,
             "-o",
