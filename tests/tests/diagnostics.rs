@@ -297,6 +297,81 @@ fn doctor_fails_without_carrier() {
     assert!(said.contains("no carrier") && said.contains("silent"), "{said}");
 }
 
+/// Found by the e2e's emptied MicroK8s bin dir: for a roslan network a missing binary means every ADD
+/// fails, which is a failure, and the fix names the bin dir that exists (MicroK8s', not /opt/cni/bin).
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn doctor_fails_when_the_networks_plugin_is_not_installed() {
+    let lan = Lan::new();
+    let empty = lan.dir().join("empty-bin");
+    std::fs::create_dir_all(&empty).expect("create an empty bin dir");
+    let missing = lan.dir().join("no-such-dir");
+    let config = write_config(lan.dir(), &lan.config("0.3.1"));
+    let run = |conf: &Path| {
+        let out = roslan_in(
+            &lan.node,
+            &[
+                "doctor",
+                "--json",
+                "--querier-wait",
+                "0",
+                "--config",
+                conf.to_str().unwrap(),
+                "--cni-bin-dir",
+                empty.to_str().unwrap(),
+            ],
+        );
+        let findings: Vec<Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        assert_shape(&findings);
+        (out.status.code(), findings, text(&out))
+    };
+    let (code, findings, out) = run(&config);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(status(&findings, "binary"), "fail", "{out}");
+    assert!(
+        detail(&findings, "binary").contains("every ADD on network \"ros-lan\" fails"),
+        "{out}"
+    );
+    assert!(
+        fix(&findings, "binary").contains(&format!("{}/roslan", empty.display())),
+        "{out}"
+    );
+
+    // A network of another type does not need roslan: only a warning.
+    let mut macvlan = lan.config("0.3.1");
+    macvlan["type"] = json!("macvlan");
+    let other = lan.dir().join("macvlan.json");
+    std::fs::write(&other, macvlan.to_string()).unwrap();
+    let (code, findings, out) = run(&other);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(status(&findings, "binary"), "warn", "{out}");
+
+    // With no bin dir at all, the fix names the one given.
+    let out = roslan_in(
+        &lan.node,
+        &[
+            "doctor",
+            "--json",
+            "--querier-wait",
+            "0",
+            "--config",
+            config.to_str().unwrap(),
+            "--cni-bin-dir",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let findings: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        fix(&findings, "binary").contains(&format!("{}/roslan", missing.display())),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "root-tests"),

@@ -246,7 +246,7 @@ fn diagnose(options: &Options, config: Option<(&Path, &[u8])>) -> Vec<Finding> {
         )),
     }
     check_ipam(conf.as_ref(), &options.bin_dirs, &mut out);
-    check_binary(&options.bin_dirs, &mut out);
+    check_binary(&options.bin_dirs, conf.as_ref(), &mut out);
     out
 }
 
@@ -986,7 +986,20 @@ fn installed_version(path: &Path) -> Result<(Option<String>, Vec<String>), Strin
     Ok((crate_version, supported))
 }
 
-fn check_binary(dirs: &[PathBuf], out: &mut Vec<Finding>) {
+/// Where a missing `roslan` should go: the first of `dirs` that exists (MicroK8s' bin dir on MicroK8s), or
+/// the first given.
+fn install_target(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .find(|d| d.is_dir())
+        .or(dirs.first())
+        .map_or_else(|| "/opt/cni/bin".to_string(), |d| d.display().to_string())
+}
+
+/// Whether the CNI bin dir has a working `roslan`. A missing one fails the check when `conf` is a roslan
+/// network (every ADD on it fails with `failed to find plugin "roslan"`), and only warns otherwise. The fix
+/// names the first of `dirs` that exists: on MicroK8s its bin dir, not /opt/cni/bin, which the runtime may
+/// never read.
+fn check_binary(dirs: &[PathBuf], conf: Option<&NetConf>, out: &mut Vec<Finding>) {
     let mine = env!("CARGO_PKG_VERSION");
     let my_supported: Vec<String> = crate::cni::version::supported_strings()
         .into_iter()
@@ -1004,17 +1017,31 @@ fn check_binary(dirs: &[PathBuf], out: &mut Vec<Finding>) {
         }
     }
     if found.is_empty() {
-        out.push(Finding::warn(
-            "binary",
-            format!(
-                "no roslan in {}: pods whose network has \"type\": \"roslan\" fail with 'failed to find plugin \
-                 \"roslan\"' \
-                 (if this node's CNI bin dir is elsewhere, give it with --cni-bin-dir)",
-                dir_list(dirs)
+        let target = install_target(dirs);
+        let fix = format!(
+            "install it with the roslan DaemonSet (docs/install.md; a running installer puts it back within its \
+             interval, 30 s by default), or copy this binary: install -m 0755 \"$(command -v roslan)\" {target}/roslan"
+        );
+        let missing = format!("no roslan in {}", dir_list(dirs));
+        let elsewhere = "(if this node's CNI bin dir is elsewhere, give it with --cni-bin-dir)";
+        out.push(match conf.filter(|c| c.plugin_type == "roslan") {
+            Some(conf) => Finding::fail(
+                "binary",
+                format!(
+                    "{missing}: every ADD on network {:?} fails with 'failed to find plugin \"roslan\"' {elsewhere}",
+                    conf.name
+                ),
+                fix,
             ),
-            "install it with the roslan DaemonSet (docs/install.md), or copy this binary: \
-             install -m 0755 \"$(command -v roslan)\" /opt/cni/bin/roslan",
-        ));
+            None => Finding::warn(
+                "binary",
+                format!(
+                    "{missing}: pods whose network has \"type\": \"roslan\" fail with 'failed to find plugin \
+                     \"roslan\"' {elsewhere}"
+                ),
+                fix,
+            ),
+        });
         return;
     }
     for path in found {
@@ -1076,6 +1103,24 @@ mod tests {
         assert_eq!(lines[2], "fail  carrier  no carrier");
         assert_eq!(lines[3].trim(), "fix: plug it in");
         assert_eq!(lines[4], "1 fail, 0 warn, 1 pass");
+    }
+
+    #[test]
+    fn a_missing_binary_goes_to_the_first_bin_dir_that_exists() {
+        let base = std::env::temp_dir().join(format!("roslan-doctor-unit-{}", std::process::id()));
+        let (absent, present) = (base.join("microk8s-bin"), base.join("opt-cni-bin"));
+        fs::create_dir_all(&present).unwrap();
+        assert_eq!(
+            install_target(&[absent.clone(), present.clone()]),
+            present.display().to_string()
+        );
+        fs::create_dir_all(&absent).unwrap();
+        assert_eq!(
+            install_target(&[absent.clone(), present.clone()]),
+            absent.display().to_string()
+        );
+        fs::remove_dir_all(&base).unwrap();
+        assert_eq!(install_target(&[absent.clone(), present]), absent.display().to_string());
     }
 
     #[test]
