@@ -356,10 +356,37 @@ state = "{d}/state"
     }
 }
 
+/// Where [`Cluster`] copies its logs when it is dropped, if set: the node's (kubelet, containerd) and the
+/// control plane's, which are removed with their throwaway directories otherwise.
+pub const LOGS_ENV: &str = "ROSLAN_E2E_LOGS";
+
+impl Cluster {
+    fn keep_logs(&self, dest: &Path) {
+        let _ = std::fs::create_dir_all(dest);
+        let node = self.node.dir();
+        let cp = self.control_plane.as_ref().map(|c| c.dir().to_path_buf());
+        for (dir, file) in [
+            (Some(node.to_path_buf()), "kubelet.log"),
+            (Some(node.to_path_buf()), "containerd.log"),
+            (cp.clone(), "kube-apiserver.log"),
+            (cp.clone(), "kube-controller-manager.log"),
+            (cp.clone(), "kube-scheduler.log"),
+            (cp, "etcd.log"),
+        ] {
+            if let Some(dir) = dir {
+                let _ = std::fs::copy(dir.join(file), dest.join(file));
+            }
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_kubelet();
         self.stop_containerd();
+        if let Some(dest) = std::env::var_os(LOGS_ENV) {
+            self.keep_logs(Path::new(&dest));
+        }
         self.control_plane.take();
     }
 }
