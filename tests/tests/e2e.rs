@@ -116,7 +116,7 @@ impl Phases {
         let started = Instant::now();
         let result = work();
         self.done.push((name.to_string(), started.elapsed()));
-        eprintln!("e2e: {name}: {:.1} s", started.elapsed().as_secs_f64());
+        show(&format!("e2e: {name}: {:.1} s", started.elapsed().as_secs_f64()));
         result
     }
 
@@ -844,11 +844,16 @@ fn diagnostics(cluster: &Cluster) -> String {
     let emptied = Instant::now();
     let (code, empty) = doctor(cluster, stash.join("roslan").to_str().expect("UTF-8"), &config);
     let _ = writeln!(report, "bin dir emptied (exit {code}):\n{empty}");
+    assert_eq!(code, 1, "the doctor with the bin dir emptied:\n{empty}");
     assert!(
         empty
             .lines()
-            .any(|l| l.starts_with("warn") && l.contains("binary") && l.contains(&format!("no roslan in {BIN_DIR}"))),
-        "the doctor did not report the missing binary:\n{empty}"
+            .any(|l| l.starts_with("fail") && l.contains("binary") && l.contains(&format!("no roslan in {BIN_DIR}"))),
+        "the doctor did not report the missing binary as a failure:\n{empty}"
+    );
+    assert!(
+        empty.contains(&format!("{BIN_DIR}/roslan")) && empty.contains("fix: install it with the roslan DaemonSet"),
+        "the fix names MicroK8s' bin dir:\n{empty}"
     );
     // The installer re-checks every 30 s and puts roslan back.
     let deadline = emptied + Duration::from_secs(45);
@@ -1003,6 +1008,9 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
     }
 
     let mut cyclone_rows: Vec<(String, Network, Row, String)> = Vec::new();
+    // net1's MAC per pod name over the pair's roslan runs: stableMac derives it from the network, the
+    // namespace and the pod's name, which Multus passes in CNI_ARGS.
+    let mut macs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (exclusive, network) in [
         (true, Network::Roslan),
         (false, Network::Roslan),
@@ -1015,6 +1023,10 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
         let row = run_workload(&cluster, &workload, network, |deployment| {
             for (pod, _, netns) in deployment.sandboxes() {
                 let (selected, candidates) = cyclone_pick(&cluster, &netns);
+                if network == Network::Roslan {
+                    let (_, mac) = net1_status(&cluster, &workload.namespace, &pod);
+                    macs.entry(pod.clone()).or_default().push(mac);
+                }
                 picked.push((pod, selected, candidates));
             }
         });
@@ -1044,10 +1056,13 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
         diagnostics(&cluster)
     });
     phases.time("uninstall as documented", || uninstall(&cluster, &before_install));
-    phases.time("teardown (delete the namespace, stop everything)", || {
+    phases.time("teardown: delete the e2e's namespace", || {
         cluster.kubectl_ok(&["delete", "namespace", E2E_NAMESPACE, "--wait=true"]);
-        drop(cluster);
     });
+    phases.time(
+        "teardown: stop kubelet, containerd, the control plane; remove the node",
+        || drop(cluster),
+    );
     let mut leftovers = trace.leftovers();
     if control_plane_dir.exists() {
         leftovers.push(format!("directory {}", control_plane_dir.display()));
@@ -1146,6 +1161,13 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
                 Network::Seed => "Cyclone picks eth0",
                 Network::SeedWithRoute => "Cyclone picks eth0 (and the route has the gateway)",
             },
+        );
+    }
+    assert_eq!(macs.len(), 2, "the Cyclone pair's MACs: {macs:?}");
+    for (pod, seen) in &macs {
+        assert!(
+            seen.len() == 2 && seen[0] == seen[1] && seen[0].len() == 17,
+            "pod {pod} got another MAC when it was created again: {seen:?}"
         );
     }
     let (_, heard, heard_laptop) = laptop_heard
