@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release image ros-image pause-image peers test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
+.PHONY: all build release image ros-image pause-image peers test e2e stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
 
 all: build
 
@@ -87,9 +87,9 @@ lint:
 
 ## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise; what
 ## they run is built first, which needs root too: the real peers (make peers, cached outside the clone)
-## and the images they load (roslan's, the ROS 2 workload's).
+## and the images they load (roslan's, the ROS 2 workload's, the pause image of the e2e's node).
 ifeq ($(ROOT),0)
-ROOT_PREREQUISITES := peers image ros-image
+ROOT_PREREQUISITES := peers image ros-image pause-image
 endif
 test: deps venv lint clean-netns $(ROOT_PREREQUISITES)
 	$(CARGO) build --workspace --all-targets
@@ -98,6 +98,14 @@ test: deps venv lint clean-netns $(ROOT_PREREQUISITES)
 	$(CARGO) test --workspace --no-fail-fast $(ROOT_FEATURES)
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory clean-netns
+
+## e2e: a Kubernetes node of real parts in namespaces of its own, shaped like MicroK8s with its multus addon
+## (Multus 3.9 thin), runs `kubectl apply -k manifests/`, the seed's five examples with roslan and with the
+## reference plugins, the lifecycle, the doctor and the uninstall (docs/e2e.md; about 6 minutes). `make test`
+## runs it too, with the rest of the suite.
+e2e: deps venv peers image ros-image pause-image
+	@if [ "$(ROOT)" != 0 ]; then echo "make e2e needs root (namespaces, containerd, kubelet)"; exit 1; fi
+	$(CARGO) test -p roslan-tests $(ROOT_FEATURES) --test e2e
 
 ## fuzz-smoke: every fuzz target for a bounded number of inputs (part of make test).
 ## fuzz: the long run, at least a million inputs per target (FUZZ_RUNS=1000000).
