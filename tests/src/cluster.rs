@@ -32,7 +32,7 @@ use crate::apiserver::{ControlPlane, Options};
 use crate::daemon::{Daemon, log_tail};
 use crate::node::{NODE_ADDR, NODE_NAME, NetGuard, NodeHost};
 use crate::peers::peer_bin;
-use crate::runtime::{need, repo};
+use crate::runtime::{need, private_containerd_config, repo};
 
 /// MicroK8s' `$SNAP_DATA`, through the `current` link.
 pub const SNAP_DATA: &str = "/var/snap/microk8s/current";
@@ -163,17 +163,9 @@ impl Cluster {
         let dir = self.containerd_dir();
         std::fs::create_dir_all(&dir).expect("create containerd's directory");
         let d = dir.display();
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+        let config = private_containerd_config(&dir)
+            + &format!(
+                r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
@@ -189,7 +181,7 @@ state = "{d}/state"
     bin_dir = "{BIN_DIR}"
     conf_dir = "{CONF_DIR}"
 "#
-        );
+            );
         std::fs::write(dir.join("config.toml"), config).expect("write containerd's config");
         // crictl on the node needs no flag, as on a node set up by hand.
         let crictl = format!(
@@ -247,6 +239,21 @@ state = "{d}/state"
     pub fn crictl(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = self.node.command(peer_bin("crictl"));
         cmd.args(args).output().expect("run crictl")
+    }
+
+    /// The network namespace of a sandbox, as the node sees it (`/var/run/netns/cni-...`), from
+    /// `crictl inspectp`.
+    pub fn sandbox_netns(&self, sandbox: &str) -> String {
+        let inspect: Value =
+            serde_json::from_str(&self.crictl_ok(&["inspectp", "-o", "json", sandbox])).expect("inspectp JSON");
+        inspect["info"]["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["type"] == "network")
+            .and_then(|n| n["path"].as_str())
+            .unwrap_or_else(|| panic!("sandbox {sandbox} has no network namespace: {inspect}"))
+            .to_string()
     }
 
     /// crictl on the node; panics unless it succeeds; its stdout.

@@ -349,6 +349,18 @@ impl<'a> Chat<'a> {
     }
 }
 
+/// `t1 1.2 s, t2 1.4 s` for the talkers heard first after those times, or `none`.
+pub fn heard_summary<'a>(talkers: impl Iterator<Item = (&'a str, Option<Duration>)>) -> String {
+    let heard: Vec<String> = talkers
+        .filter_map(|(tag, first)| first.map(|f| format!("{tag} {:.1} s", f.as_secs_f64())))
+        .collect();
+    if heard.is_empty() {
+        "none".to_string()
+    } else {
+        heard.join(", ")
+    }
+}
+
 /// Every message in a listener's output with when it was printed (since the listener's spawn).
 fn heard_messages(lines: &[crate::process::Line]) -> Vec<(Message, Duration)> {
     lines
@@ -423,16 +435,7 @@ impl ChatOutcome {
 
     /// One line: who was heard and when, e.g. `t1 1.2 s, t2 1.4 s` or `none`.
     pub fn summary(&self) -> String {
-        let heard: Vec<String> = self
-            .talkers
-            .iter()
-            .filter_map(|t| t.first.map(|f| format!("{} {:.1} s", t.tag, f.as_secs_f64())))
-            .collect();
-        let mut text = if heard.is_empty() {
-            "none".to_string()
-        } else {
-            heard.join(", ")
-        };
+        let mut text = heard_summary(self.talkers.iter().map(|t| (t.tag.as_str(), t.first)));
         if !self.all_up() {
             text.push_str(" (a node did not come up)");
         }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::cluster::Cluster;
 use crate::layouts::{Layout, seed_network};
 use crate::node::NIC;
-use crate::ros2::parse_heard;
+use crate::ros2::{heard_summary, parse_heard};
 use crate::runtime::repo;
 
 /// The offline ROS 2 image's name (`make ros-image`).
@@ -431,16 +431,7 @@ impl<'a> Deployment<'a> {
             .map(|item| {
                 let id = item["id"].as_str().expect("a sandbox id").to_string();
                 let pod = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                let inspect: Value =
-                    serde_json::from_str(&self.cluster.crictl_ok(&["inspectp", "-o", "json", &id])).expect("JSON");
-                let netns = inspect["info"]["runtimeSpec"]["linux"]["namespaces"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|n| n["type"] == "network")
-                    .and_then(|n| n["path"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
+                let netns = self.cluster.sandbox_netns(&id);
                 (pod, id, netns)
             })
             .collect()
@@ -516,16 +507,7 @@ impl Outcome {
 
     /// `t1 4.1 s, t2 4.3 s` (time from the apply to the first message heard), or `none`.
     pub fn summary(&self) -> String {
-        let heard: Vec<String> = self
-            .talkers
-            .iter()
-            .filter_map(|t| t.first.map(|f| format!("{} {:.1} s", t.tag, f.as_secs_f64())))
-            .collect();
-        let mut text = if heard.is_empty() {
-            "none".to_string()
-        } else {
-            heard.join(", ")
-        };
+        let mut text = heard_summary(self.talkers.iter().map(|t| (t.tag.as_str(), t.first)));
         if !self.all_up() {
             text.push_str(" (a pod or talker did not come up)");
         }

@@ -308,9 +308,9 @@ fn doctor_fails_when_the_networks_plugin_is_not_installed() {
     let lan = Lan::new();
     let empty = lan.dir().join("empty-bin");
     std::fs::create_dir_all(&empty).expect("create an empty bin dir");
-    let missing = lan.dir().join("no-such-dir");
     let config = write_config(lan.dir(), &lan.config("0.3.1"));
-    let run = |conf: &Path| {
+    let run = |conf: &Path, bin_dir: &Path| {
+        let (conf, bin_dir) = (conf.to_str().unwrap(), bin_dir.to_str().unwrap());
         let out = roslan_in(
             &lan.node,
             &[
@@ -319,9 +319,9 @@ fn doctor_fails_when_the_networks_plugin_is_not_installed() {
                 "--querier-wait",
                 "0",
                 "--config",
-                conf.to_str().unwrap(),
+                conf,
                 "--cni-bin-dir",
-                empty.to_str().unwrap(),
+                bin_dir,
             ],
         );
         let findings: Vec<Value> =
@@ -329,7 +329,7 @@ fn doctor_fails_when_the_networks_plugin_is_not_installed() {
         assert_shape(&findings);
         (out.status.code(), findings, text(&out))
     };
-    let (code, findings, out) = run(&config);
+    let (code, findings, out) = run(&config, &empty);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(status(&findings, "binary"), "fail", "{out}");
     assert!(
@@ -346,29 +346,16 @@ fn doctor_fails_when_the_networks_plugin_is_not_installed() {
     macvlan["type"] = json!("macvlan");
     let other = lan.dir().join("macvlan.json");
     std::fs::write(&other, macvlan.to_string()).unwrap();
-    let (code, findings, out) = run(&other);
+    let (code, findings, out) = run(&other, &empty);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(status(&findings, "binary"), "warn", "{out}");
 
     // With no bin dir at all, the fix names the one given.
-    let out = roslan_in(
-        &lan.node,
-        &[
-            "doctor",
-            "--json",
-            "--querier-wait",
-            "0",
-            "--config",
-            config.to_str().unwrap(),
-            "--cni-bin-dir",
-            missing.to_str().unwrap(),
-        ],
-    );
-    let findings: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let missing = lan.dir().join("no-such-dir");
+    let (_, findings, out) = run(&config, &missing);
     assert!(
         fix(&findings, "binary").contains(&format!("{}/roslan", missing.display())),
-        "{}",
-        text(&out)
+        "{out}"
     );
 }
 

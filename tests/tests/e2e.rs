@@ -443,11 +443,8 @@ fn restart_node_agents(cluster: &Cluster, deployment: &Deployment) -> Duration {
     started.elapsed()
 }
 
-/// The install check: the DaemonSet from `manifests/`, its log, the binaries; then the single-node
-/// network through an overlay and a pod on it.
-fn install(cluster: &Cluster) {
-    let manifests = repo().join("manifests");
-    cluster.kubectl_ok(&["apply", "-k", manifests.to_str().expect("UTF-8")]);
+/// `kubectl -n roslan rollout status daemonset/roslan-install`; panics with its output and the node's logs.
+fn installer_rollout(cluster: &Cluster) {
     let out = cluster.kubectl(&[
         "-n",
         "roslan",
@@ -463,18 +460,34 @@ fn install(cluster: &Cluster) {
         String::from_utf8_lossy(&out.stderr),
         cluster.logs(40)
     );
-    // The installer logs its first pass right after it starts: wait for its last line.
-    let mut log = String::new();
+}
+
+/// The installer's log (`kubectl logs daemonset/roslan-install`, the newest pod's) once it holds
+/// `line`; panics with it after 30 s.
+fn installer_log_until(cluster: &Cluster, line: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !log.contains("checking again every") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        log = String::from_utf8_lossy(
-            &cluster
-                .kubectl(&["-n", "roslan", "logs", "daemonset/roslan-install"])
-                .stdout,
-        )
-        .into_owned();
+    loop {
+        let out = cluster.kubectl(&["-n", "roslan", "logs", "daemonset/roslan-install"]);
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        if log.contains(line) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the installer's log has no {line:?} after 30 s:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The install check: the DaemonSet from `manifests/`, its log, the binaries; then the single-node
+/// network through an overlay and a pod on it.
+fn install(cluster: &Cluster) {
+    let manifests = repo().join("manifests");
+    cluster.kubectl_ok(&["apply", "-k", manifests.to_str().expect("UTF-8")]);
+    installer_rollout(cluster);
+    // The installer logs its first pass right after it starts: wait for its last line.
+    let log = installer_log_until(cluster, "checking again every");
     // docs/install.md, "MicroK8s quick start": these lines, in this order.
     let expected = [
         format!(
@@ -553,16 +566,7 @@ fn delete_with_netns_gone(cluster: &Cluster) {
     wait_ready(cluster, E2E_NAMESPACE, &["pod/netns-gone"]);
     let sandboxes = cluster.crictl_ok(&["pods", "--namespace", E2E_NAMESPACE, "--name", "netns-gone", "-q"]);
     let id = sandboxes.split_whitespace().next().expect("its sandbox").to_string();
-    let inspect: Value =
-        serde_json::from_str(&cluster.crictl_ok(&["inspectp", "-o", "json", &id])).expect("inspectp JSON");
-    let netns = inspect["info"]["runtimeSpec"]["linux"]["namespaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["type"] == "network")
-        .and_then(|n| n["path"].as_str())
-        .expect("a network namespace path")
-        .to_string();
+    let netns = cluster.sandbox_netns(&id);
     let reservations = cluster.node().files_mentioning("/var/lib/cni/networks/ros-lan", &id);
     assert_eq!(reservations.len(), 1, "one reservation for the pod: {reservations:?}");
     let name = netns.rsplit('/').next().expect("a name");
@@ -684,34 +688,12 @@ fn rollout_to_second_tag(cluster: &Cluster) {
         cluster.control_plane().apply(&pause_pod(pod));
         std::thread::sleep(Duration::from_millis(700));
     }
-    let out = cluster.kubectl(&[
-        "-n",
-        "roslan",
-        "rollout",
-        "status",
-        "daemonset/roslan-install",
-        "--timeout=120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "rollout: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    installer_rollout(cluster);
     let names: Vec<String> = pods.iter().map(|p| format!("pod/{p}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_ready(cluster, E2E_NAMESPACE, &names);
     // The new installer's first pass.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    while !log.contains("checking again every") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        log = String::from_utf8_lossy(
-            &cluster
-                .kubectl(&["-n", "roslan", "logs", "daemonset/roslan-install"])
-                .stdout,
-        )
-        .into_owned();
-    }
+    let log = installer_log_until(cluster, "checking again every");
     stop.store(true, Ordering::Relaxed);
     watcher.join().expect("the watcher");
     assert_eq!(
@@ -891,26 +873,8 @@ fn uninstall(cluster: &Cluster, before_install: &BTreeMap<String, String>) {
         "daemonset/roslan-install",
         "ROSLAN_UNINSTALL=true",
     ]);
-    cluster.kubectl_ok(&[
-        "-n",
-        "roslan",
-        "rollout",
-        "status",
-        "daemonset/roslan-install",
-        "--timeout=120s",
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    while !log.contains("uninstalled everything roslan-install had recorded") {
-        assert!(Instant::now() < deadline, "the uninstaller's log:\n{log}");
-        std::thread::sleep(Duration::from_millis(250));
-        log = String::from_utf8_lossy(
-            &cluster
-                .kubectl(&["-n", "roslan", "logs", "daemonset/roslan-install"])
-                .stdout,
-        )
-        .into_owned();
-    }
+    installer_rollout(cluster);
+    let log = installer_log_until(cluster, "uninstalled everything roslan-install had recorded");
     assert_eq!(
         &bin_dir_snapshot(cluster),
         before_install,
