@@ -9,8 +9,8 @@
 //! - containerd: `restrict_oom_score_adj` (the machine's root lacks CAP_SYS_RESOURCE, so no process may
 //!   lower an OOM score; kubelet's `oomScoreAdj: 0` for the same reason), the pause image built offline as
 //!   its `sandbox_image`, and its root, state, sockets and runc root in the node's throwaway directory;
-//! - kubelet: `cgroupDriver: cgroupfs` (no systemd), `cgroupRoot` the node's own cgroup, `failSwapOn:
-//!   false` is not needed (no swap), `protectKernelDefaults: true` (it must never write the machine's
+//! - kubelet: `cgroupDriver: cgroupfs` (no systemd), `cgroupRoot` the node's own cgroup (swap is off on
+//!   these machines, so the default `failSwapOn` holds), `protectKernelDefaults: true` (it must never write the machine's
 //!   kernel settings; the node's `/proc/sys` shows the values it wants, see [`crate::node`]), eviction and
 //!   image garbage collection thresholds at 1 % and 100 % (the machine's disk is shared: a neighbour's
 //!   build must not evict the node's pods or delete its imported images, which no registry could restore),
