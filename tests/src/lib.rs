@@ -7,7 +7,6 @@
 
 pub mod apiserver;
 pub mod bench;
-pub mod cluster;
 pub mod conformance;
 pub mod container;
 pub mod daemon;
@@ -17,6 +16,7 @@ pub mod layouts;
 pub mod multus;
 pub mod netns;
 pub mod node;
+pub mod one_node;
 pub mod peers;
 pub mod pki;
 pub mod plugin;

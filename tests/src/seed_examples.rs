@@ -1,5 +1,5 @@
 //! The seed's five examples (`manifests/examples/<n>`, see [`crate::layouts`] for the seed) on a real
-//! [`Cluster`], applied with `kubectl apply -k` through an overlay that changes only what the issue allows:
+//! [`OneNodeCluster`], applied with `kubectl apply -k` through an overlay that changes only what the issue allows:
 //! the ROS 2 image (a kustomize `images:` entry for the offline image of `make ros-image`) and, for the
 //! controls, the content of the `ros-lan` NetworkAttachmentDefinition the example carries (the seed's own,
 //! reference macvlan + host-local, with or without the `224.0.0.0/4` route). Then [`Deployment::listen`]
@@ -15,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::cluster::Cluster;
 use crate::layouts::{Layout, seed_network};
 use crate::node::NIC;
+use crate::one_node::OneNodeCluster;
 use crate::ros2::{heard_summary, parse_heard};
 use crate::runtime::repo;
 
@@ -276,7 +276,7 @@ pub fn parse_rfc3339(stamp: &str) -> Option<SystemTime> {
 
 /// A workload applied to the cluster, until [`Deployment::delete`].
 pub struct Deployment<'a> {
-    cluster: &'a Cluster,
+    cluster: &'a OneNodeCluster,
     /// What runs.
     pub workload: Workload,
     /// What `ros-lan` is.
@@ -292,7 +292,7 @@ pub struct Deployment<'a> {
 impl<'a> Deployment<'a> {
     /// `kubectl apply -k <overlay>` (written under `dir`), then waits (at most 120 s) until every pod is
     /// Ready.
-    pub fn apply(cluster: &'a Cluster, workload: &Workload, network: Network, dir: &Path) -> Deployment<'a> {
+    pub fn apply(cluster: &'a OneNodeCluster, workload: &Workload, network: Network, dir: &Path) -> Deployment<'a> {
         let overlay = workload.overlay(dir, network);
         let applied = SystemTime::now();
         let started = Instant::now();

@@ -1,4 +1,4 @@
-//! The end-to-end run: one Kubernetes node of real parts ([`roslan_tests::cluster`]: the peers' control
+//! The end-to-end run: one Kubernetes node of real parts ([`roslan_tests::one_node`]: the peers' control
 //! plane, Debian's containerd 1.6 CRI, kubelet 1.34) in namespaces of its own ([`roslan_tests::node`]),
 //! shaped like a MicroK8s node with the multus addon (Multus 3.9 thin, `--cni-version=0.3.1`, upstream
 //! `ptp` + `host-local` as the cluster network, the upstream plugins linked into MicroK8s' bin dir), does
@@ -39,10 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use roslan_tests::apiserver::ControlPlane;
-use roslan_tests::cluster::{Archive, BIN_DIR, Cluster};
 use roslan_tests::container::Sandbox;
 use roslan_tests::multus::{self, Credentials, Flavour, Kubeconfig, MicroK8s};
 use roslan_tests::node::{NIC, NODE_NAME, NodeHost};
+use roslan_tests::one_node::{Archive, BIN_DIR, OneNodeCluster};
 use roslan_tests::peer_bin;
 use roslan_tests::process::Peer;
 use roslan_tests::ros2::{Middleware, listener, parse_heard, require_nodes, talker};
@@ -147,14 +147,14 @@ fn pause_pod(name: &str) -> String {
         "spec": {
             "automountServiceAccountToken": false,
             "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "app", "image": roslan_tests::cluster::PAUSE_IMAGE}],
+            "containers": [{"name": "app", "image": roslan_tests::one_node::PAUSE_IMAGE}],
         },
     })
     .to_string()
 }
 
 /// `kubectl wait` for pods to be Ready; panics with their description and the node's logs.
-fn wait_ready(cluster: &Cluster, namespace: &str, what: &[&str]) {
+fn wait_ready(cluster: &OneNodeCluster, namespace: &str, what: &[&str]) {
     let mut args = vec!["-n", namespace, "wait", "--for=condition=Ready", "--timeout=90s"];
     args.extend_from_slice(what);
     let out = cluster.kubectl(&args);
@@ -169,7 +169,7 @@ fn wait_ready(cluster: &Cluster, namespace: &str, what: &[&str]) {
 }
 
 /// A pod's `net1` as Multus reported it in `network-status`: (addresses, MAC).
-fn net1_status(cluster: &Cluster, namespace: &str, pod: &str) -> (Vec<String>, String) {
+fn net1_status(cluster: &OneNodeCluster, namespace: &str, pod: &str) -> (Vec<String>, String) {
     let status = multus::network_status(cluster.control_plane(), namespace, pod);
     let net1 = status
         .iter()
@@ -186,7 +186,7 @@ fn net1_status(cluster: &Cluster, namespace: &str, pod: &str) -> (Vec<String>, S
 }
 
 /// `net1`'s IPv4 addresses inside a pod's network namespace (its path on the node).
-fn net1_in_pod(cluster: &Cluster, netns: &str) -> Vec<String> {
+fn net1_in_pod(cluster: &OneNodeCluster, netns: &str) -> Vec<String> {
     let out = cluster.node().run_ok(
         "nsenter",
         &[
@@ -210,7 +210,7 @@ fn net1_in_pod(cluster: &Cluster, netns: &str) -> Vec<String> {
 }
 
 /// Runs a CNI plugin on the node with CNI_COMMAND=VERSION; its supportedVersions.
-fn cni_versions(cluster: &Cluster, plugin: &str) -> Vec<String> {
+fn cni_versions(cluster: &OneNodeCluster, plugin: &str) -> Vec<String> {
     let mut child = cluster
         .node()
         .command(plugin)
@@ -238,7 +238,7 @@ fn cni_versions(cluster: &Cluster, plugin: &str) -> Vec<String> {
 }
 
 /// The bin dir's entries: name -> symlink target or the file's bytes' length and content (to compare).
-fn bin_dir_snapshot(cluster: &Cluster) -> BTreeMap<String, String> {
+fn bin_dir_snapshot(cluster: &OneNodeCluster) -> BTreeMap<String, String> {
     let dir = cluster.node().path(BIN_DIR);
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -270,7 +270,7 @@ struct PodTraces {
 impl PodTraces {
     /// Records the deployment's sandboxes, and checks there is something to look for: each sandbox has
     /// files in /var/lib/cni and its network namespace.
-    fn record(cluster: &Cluster, deployment: &Deployment, links_before: Vec<String>) -> PodTraces {
+    fn record(cluster: &OneNodeCluster, deployment: &Deployment, links_before: Vec<String>) -> PodTraces {
         let sandboxes = deployment.sandboxes();
         let expected = deployment.workload.pods.len();
         assert_eq!(sandboxes.len(), expected, "one sandbox per pod: {sandboxes:?}");
@@ -293,7 +293,7 @@ impl PodTraces {
 
     /// After the pods are deleted: no file names or holds their sandbox IDs, their namespaces are gone,
     /// and the node has exactly the links it had before.
-    fn assert_gone(&self, cluster: &Cluster, what: &str) {
+    fn assert_gone(&self, cluster: &OneNodeCluster, what: &str) {
         for (pod, id, netns) in &self.sandboxes {
             let files = cluster.node().files_mentioning("/var/lib/cni", id);
             assert!(files.is_empty(), "{what}: pod {pod}'s sandbox {id} left {files:?}");
@@ -315,7 +315,12 @@ struct Row {
 
 /// Applies `workload` on `network`, listens, checks the cleanup after `kubectl delete -k`, and times it;
 /// `during` runs while the pods run, after the listening.
-fn run_workload(cluster: &Cluster, workload: &Workload, network: Network, during: impl FnOnce(&Deployment)) -> Row {
+fn run_workload(
+    cluster: &OneNodeCluster,
+    workload: &Workload,
+    network: Network,
+    during: impl FnOnce(&Deployment),
+) -> Row {
     let started = Instant::now();
     let links = cluster.node().links();
     let dir = cluster
@@ -392,7 +397,7 @@ impl Laptop {
 
 /// Restarts kubelet and containerd under the running pods of `deployment` and checks the pods keep their
 /// sandboxes, containers and `net1` addresses, and the listener goes on hearing.
-fn restart_node_agents(cluster: &Cluster, deployment: &Deployment) -> Duration {
+fn restart_node_agents(cluster: &OneNodeCluster, deployment: &Deployment) -> Duration {
     let started = Instant::now();
     let ns = &deployment.workload.namespace;
     let before = deployment.sandboxes();
@@ -444,7 +449,7 @@ fn restart_node_agents(cluster: &Cluster, deployment: &Deployment) -> Duration {
 }
 
 /// `kubectl -n roslan rollout status daemonset/roslan-install`; panics with its output and the node's logs.
-fn installer_rollout(cluster: &Cluster) {
+fn installer_rollout(cluster: &OneNodeCluster) {
     let out = cluster.kubectl(&[
         "-n",
         "roslan",
@@ -464,7 +469,7 @@ fn installer_rollout(cluster: &Cluster) {
 
 /// The installer's log (`kubectl logs daemonset/roslan-install`, the newest pod's) once it holds
 /// `line`; panics with it after 30 s.
-fn installer_log_until(cluster: &Cluster, line: &str) -> String {
+fn installer_log_until(cluster: &OneNodeCluster, line: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = cluster.kubectl(&["-n", "roslan", "logs", "daemonset/roslan-install"]);
@@ -482,7 +487,7 @@ fn installer_log_until(cluster: &Cluster, line: &str) -> String {
 
 /// The install check: the DaemonSet from `manifests/`, its log, the binaries; then the single-node
 /// network through an overlay and a pod on it.
-fn install(cluster: &Cluster) {
+fn install(cluster: &OneNodeCluster) {
     let manifests = repo().join("manifests");
     cluster.kubectl_ok(&["apply", "-k", manifests.to_str().expect("UTF-8")]);
     installer_rollout(cluster);
@@ -560,7 +565,7 @@ fn install(cluster: &Cluster) {
 /// A pod whose network namespace is deleted under it (as after `ip netns delete`, or a reboot that
 /// lost /run) must still be deleted: Multus and roslan get a DEL with no namespace, release the address,
 /// and the pod does not stay Terminating.
-fn delete_with_netns_gone(cluster: &Cluster) {
+fn delete_with_netns_gone(cluster: &OneNodeCluster) {
     let links = cluster.node().links();
     cluster.control_plane().apply(&pause_pod("netns-gone"));
     wait_ready(cluster, E2E_NAMESPACE, &["pod/netns-gone"]);
@@ -648,7 +653,7 @@ fn upgrade_image(dir: &Path) -> (Archive, Vec<u8>) {
 /// The upgrade as docs/install.md describes it (an `images:` entry, `kubectl apply -k`), while pods that
 /// attach roslan are being created: the binary must be in place at every moment (checked every 2 ms),
 /// every pod must come up, and the new installer must have replaced the binary with the new image's.
-fn rollout_to_second_tag(cluster: &Cluster) {
+fn rollout_to_second_tag(cluster: &OneNodeCluster) {
     let dir = cluster.node().dir().join("upgrade");
     let (archive, new_bytes) = upgrade_image(&dir);
     cluster.import(&archive);
@@ -731,7 +736,7 @@ fn rollout_to_second_tag(cluster: &Cluster) {
 }
 
 /// `roslan doctor` on the node as docs/diagnostics.md runs it: exit code and output.
-fn doctor(cluster: &Cluster, roslan: &str, config: &Path) -> (i32, String) {
+fn doctor(cluster: &OneNodeCluster, roslan: &str, config: &Path) -> (i32, String) {
     let out = cluster
         .node()
         .command(roslan)
@@ -751,7 +756,7 @@ fn doctor(cluster: &Cluster, roslan: &str, config: &Path) -> (i32, String) {
 
 /// The doctor's healthy report, then with the NIC down, then with the bin dir emptied (which the
 /// installer repairs within its interval).
-fn diagnostics(cluster: &Cluster) -> String {
+fn diagnostics(cluster: &OneNodeCluster) -> String {
     let mut report = String::new();
     let roslan = format!("{BIN_DIR}/roslan");
     // "kubectl -n robots get net-attach-def ros-lan -o jsonpath='{.spec.config}' > /tmp/ros-lan.json",
@@ -864,7 +869,7 @@ fn diagnostics(cluster: &Cluster) -> String {
 }
 
 /// Uninstalling as docs/install.md says; the bin dir must be as it was before the install.
-fn uninstall(cluster: &Cluster, before_install: &BTreeMap<String, String>) {
+fn uninstall(cluster: &OneNodeCluster, before_install: &BTreeMap<String, String>) {
     cluster.kubectl_ok(&[
         "-n",
         "roslan",
@@ -889,7 +894,7 @@ fn uninstall(cluster: &Cluster, before_install: &BTreeMap<String, String>) {
 
 /// The interface Cyclone DDS selects in a pod's network namespace and the candidates it scored (a short
 /// `ddsperf` run there with the `config` trace, nothing configured).
-fn cyclone_pick(cluster: &Cluster, netns: &str) -> (String, String) {
+fn cyclone_pick(cluster: &OneNodeCluster, netns: &str) -> (String, String) {
     let out = cluster
         .node()
         .command("timeout")
@@ -926,7 +931,7 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
     let mut phases = Phases::default();
     let cluster = phases.time(
         "cluster up (node, control plane, Multus, containerd, 3 images, kubelet)",
-        || Cluster::start(&images, microk8s_multus),
+        || OneNodeCluster::start(&images, microk8s_multus),
     );
     let trace = cluster.node().trace();
     let control_plane_dir = cluster.control_plane().dir().to_path_buf();

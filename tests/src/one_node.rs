@@ -79,7 +79,7 @@ pub fn pause_archive() -> Archive {
 /// A running cluster. Dropping it stops kubelet, containerd and the control plane, then the node takes
 /// every remaining process with it.
 #[derive(Debug)]
-pub struct Cluster {
+pub struct OneNodeCluster {
     // Restartable while a deployment borrows the cluster (one thread only).
     kubelet: RefCell<Option<Daemon>>,
     containerd: RefCell<Option<Daemon>>,
@@ -88,11 +88,11 @@ pub struct Cluster {
     _net: NetGuard,
 }
 
-impl Cluster {
+impl OneNodeCluster {
     /// The node, the control plane, then `layout` (which writes MicroK8s' CNI directories and files, such as
     /// Multus' addon, before containerd first reads them), then containerd with `images` imported, then
     /// kubelet; returns once the node is Ready.
-    pub fn start(images: &[Archive], layout: impl FnOnce(&NodeHost, &ControlPlane)) -> Cluster {
+    pub fn start(images: &[Archive], layout: impl FnOnce(&NodeHost, &ControlPlane)) -> OneNodeCluster {
         need("containerd", "containerd");
         need("ctr", "containerd");
         need("containerd-shim-runc-v2", "containerd");
@@ -106,7 +106,7 @@ impl Cluster {
             scheduler: true,
         });
         layout(&node, &control_plane);
-        let cluster = Cluster {
+        let cluster = OneNodeCluster {
             kubelet: RefCell::new(None),
             containerd: RefCell::new(None),
             control_plane: Some(control_plane),
@@ -190,7 +190,7 @@ impl Cluster {
         std::fs::write(self.node.path("/etc/crictl.yaml"), crictl).expect("write /etc/crictl.yaml on the node");
     }
 
-    /// Starts containerd (again, after [`Cluster::stop_containerd`]) and waits for its CRI.
+    /// Starts containerd (again, after [`OneNodeCluster::stop_containerd`]) and waits for its CRI.
     pub fn start_containerd(&self) {
         assert!(self.containerd.borrow().is_none(), "containerd runs already");
         let config = self.containerd_dir().join("config.toml");
@@ -306,7 +306,7 @@ impl Cluster {
         path
     }
 
-    /// Starts kubelet (again, after [`Cluster::stop_kubelet`]) and waits until the node is Ready.
+    /// Starts kubelet (again, after [`OneNodeCluster::stop_kubelet`]) and waits until the node is Ready.
     pub fn start_kubelet(&self) {
         assert!(self.kubelet.borrow().is_none(), "kubelet runs already");
         let config = self.kubelet_config();
@@ -363,11 +363,11 @@ impl Cluster {
     }
 }
 
-/// Where [`Cluster`] copies its logs when it is dropped, if set: the node's (kubelet, containerd) and the
+/// Where [`OneNodeCluster`] copies its logs when it is dropped, if set: the node's (kubelet, containerd) and the
 /// control plane's, which are removed with their throwaway directories otherwise.
 pub const LOGS_ENV: &str = "ROSLAN_E2E_LOGS";
 
-impl Cluster {
+impl OneNodeCluster {
     fn keep_logs(&self, dest: &Path) {
         let _ = std::fs::create_dir_all(dest);
         let node = self.node.dir();
@@ -387,7 +387,7 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
+impl Drop for OneNodeCluster {
     fn drop(&mut self) {
         self.stop_kubelet();
         self.stop_containerd();
