@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::netns::{Netns, unique};
-use crate::plugin::{Call, Reply, reference_bin};
+use crate::plugin::{Call, Reference, Reply};
 
 /// The LAN subnet every test LAN uses (each LAN lives in its own namespaces, so they never meet).
 pub const SUBNET: &str = "10.77.0.0/16";
@@ -221,12 +221,12 @@ impl Lan {
             .unwrap_or_else(|| panic!("ADD printed no JSON: {reply}"))
     }
 
-    /// ADD with the reference macvlan (and whatever IPAM `conf` names), panicking with the plugin's reply if
-    /// it fails: the control in tests that compare roslan with what people use today.
-    pub fn reference_add(&self, pod: &Pod, ifname: &str, conf: &Value) -> Value {
-        let call = Call::new(reference_bin("macvlan"), "ADD", &pod.id, &pod.path(), ifname, conf);
+    /// ADD with `reference`'s macvlan (and whatever IPAM `conf` names), panicking with the plugin's reply
+    /// if it fails: the control in tests that compare roslan with what people use today.
+    pub fn reference_add(&self, reference: &Reference, pod: &Pod, ifname: &str, conf: &Value) -> Value {
+        let call = reference.call("macvlan", "ADD", &pod.id, &pod.path(), ifname, conf);
         let reply = self.call(&call);
-        assert_eq!(reply.status, 0, "reference ADD failed: {reply}");
+        assert_eq!(reply.status, 0, "{} ADD failed: {reply}", reference.name);
         reply.json.clone().unwrap_or(Value::Null)
     }
 

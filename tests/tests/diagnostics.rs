@@ -568,14 +568,15 @@ fn probe_reports_delivery_between_roslan_pods_and_a_lan_host() {
     ignore = "needs root and network namespaces: run `make test` as root"
 )]
 fn probe_names_the_gateway_when_the_reference_plugins_route_multicast() {
-    // The reference macvlan + host-local with the usual 224.0.0.0/4 route: host-local attaches the
-    // range gateway, so frames go to the gateway's MAC and the sibling pod hears nothing.
+    // The reference macvlan + host-local with the usual 224.0.0.0/4 route (the upstream release users
+    // run): host-local attaches the range gateway, so frames go to the gateway's MAC and the sibling pod
+    // hears nothing.
     let lan = Lan::new();
     let conf = lan.reference_config("0.3.1");
     let a = lan.dual_homed_pod();
     let b = lan.dual_homed_pod();
     for pod in [&a, &b] {
-        lan.reference_add(pod, "net1", &conf);
+        lan.reference_add(&roslan_tests::plugin::Reference::upstream(), pod, "net1", &conf);
     }
     let (a_path, b_path, host_path) = (a.path(), b.path(), lan.host.path());
     let (code, report, out) = probe_json(&lan, &a_path, &[&b_path, &host_path], &[]);
