@@ -809,6 +809,29 @@ const NODE_NAME: &str = "robot-1";
 const CLUSTER_SUBNET: &str = "10.244.0.0/24";
 const CLUSTER_GATEWAY: &str = "10.244.0.1";
 
+/// What stands in the bin dir as `roslan`: it records each call Multus makes (its CNI_* variables and
+/// stdin, one directory per call, named by the time) and then executes the built roslan with the same
+/// environment and input. `$0`'s directory name is irrelevant; the paths are substituted in.
+const ROSLAN_SPY: &str = r#"#!/bin/sh
+call=$(mktemp -d "@SPY@/$(date +%s%N).XXXXXX")
+env | grep '^CNI_' > "$call/env"
+cat > "$call/stdin"
+exec "@ROSLAN@" < "$call/stdin"
+"#;
+
+/// One call Multus made to roslan.
+#[derive(Debug)]
+struct SpiedCall {
+    env: std::collections::BTreeMap<String, String>,
+    stdin: Value,
+}
+
+impl SpiedCall {
+    fn var(&self, key: &str) -> &str {
+        self.env.get(key).map(String::as_str).unwrap_or_default()
+    }
+}
+
 /// One node as MicroK8s' multus addon leaves it, with a control plane: etcd and kube-apiserver on the
 /// node namespace's loopback (the test thread runs there, see [`Netns::enter`]), the NAD CRD and Multus'
 /// RBAC from Multus' own manifest, a service account token in Multus' kubeconfig (thin) or in the
@@ -823,12 +846,19 @@ struct MultusNode<'a> {
     flavour: Flavour,
     lan: &'a Lan,
     roslan_log: PathBuf,
+    spy_dir: PathBuf,
+    /// containerd's CNI bin dir, `$SNAP_DATA/opt/cni/bin`.
+    bin_dir: PathBuf,
 }
 
 /// A sandbox Multus attached, as the test sees it.
 #[derive(Debug)]
 struct Attached {
     name: String,
+    /// The pod object's UID.
+    uid: String,
+    /// The NAD's cniVersion.
+    version: String,
     id: String,
     /// The sandbox's network namespace as the node's processes name it (CNI_NETNS).
     node_netns: String,
@@ -854,7 +884,18 @@ impl<'a> MultusNode<'a> {
         let layout = MicroK8s::create(&lan.dir().join("node-root"));
         layout.install_multus(flavour);
         layout.link_cluster_plugins();
-        layout.link_plugin("roslan", &roslan_bin());
+        let spy_dir = lan.dir().join("roslan-calls");
+        std::fs::create_dir_all(&spy_dir).expect("create the spy's directory");
+        let spy = lan.dir().join("roslan-spy");
+        std::fs::write(
+            &spy,
+            ROSLAN_SPY
+                .replace("@SPY@", &spy_dir.display().to_string())
+                .replace("@ROSLAN@", &roslan_bin().display().to_string()),
+        )
+        .expect("write the spy");
+        std::fs::set_permissions(&spy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        layout.link_plugin("roslan", &spy);
         // host-local's data in its default place, the node's /var/lib/cni/networks. Thick Multus 4.3.0
         // gets the same network as a single configuration: from a conflist file it keeps only `type` and
         // `ipam.type` of each plugin for the DEL (the ADD reads the file itself), host-local refuses that
@@ -931,7 +972,30 @@ impl<'a> MultusNode<'a> {
             flavour,
             lan,
             roslan_log: lan.dir().join("roslan.log"),
+            spy_dir,
+            bin_dir: layout.bin_dir(),
         }
+    }
+
+    /// Every call Multus made to roslan so far for sandbox `id`, in order.
+    fn calls(&self, id: &str) -> Vec<SpiedCall> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.spy_dir)
+            .expect("read the spy's directory")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs.iter()
+            .map(|dir| SpiedCall {
+                env: read(&dir.join("env"))
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                stdin: serde_json::from_str(&read(&dir.join("stdin"))).unwrap_or(Value::Null),
+            })
+            .filter(|c| c.var("CNI_CONTAINERID") == id)
+            .collect()
     }
 
     /// roslan's configuration at `version` as a NAD named `ros-lan-v<digits>`, logging to one file.
@@ -948,15 +1012,7 @@ impl<'a> MultusNode<'a> {
     fn run_pod(&self, name: &str, nad: &str) -> Result<String, String> {
         self.cp
             .apply(&multus::pod_manifest(POD_NAMESPACE, name, NODE_NAME, nad));
-        let uid = self.cp.kubectl_ok(&[
-            "-n",
-            POD_NAMESPACE,
-            "get",
-            "pod",
-            name,
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ]);
+        let uid = self.pod_uid(name);
         // The CRI client prints {"error": <the CRI's message>} when a call fails.
         self.containerd.try_run_pod(name, POD_NAMESPACE, &uid).map_err(|out| {
             match serde_json::from_str::<Value>(out.lines().next().unwrap_or_default()) {
@@ -964,6 +1020,68 @@ impl<'a> MultusNode<'a> {
                 _ => out,
             }
         })
+    }
+
+    fn pod_uid(&self, name: &str) -> String {
+        self.cp.kubectl_ok(&[
+            "-n",
+            POD_NAMESPACE,
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+    }
+
+    /// Asserts what Multus sent roslan for a sandbox, as the spy recorded it: `commands` in order, each
+    /// for net1 with the NAD's configuration, Multus' CNI_ARGS (the pod's identity, `IgnoreUnknown`; thin
+    /// Multus appends the runtime's own, so keys repeat), CNI_PATH with Multus' `binDir` first (thin
+    /// Multus appends the runtime's bin dir, thick sends only its own), and on the first DEL the
+    /// attachment's cached result as `prevResult` exactly when the NAD is 0.4.0 or later (libcni sends
+    /// none before 0.4.0, and the first DEL removes the cache entry).
+    fn assert_calls(&self, pod: &Attached, commands: &[&str]) {
+        let calls = self.calls(&pod.id);
+        let context = format!("{} ({:?}, {})", pod.name, self.flavour, pod.version);
+        let got: Vec<&str> = calls.iter().map(|c| c.var("CNI_COMMAND")).collect();
+        assert_eq!(got, commands, "{context}: {calls:?}");
+        let identity = [
+            format!("K8S_POD_NAMESPACE={POD_NAMESPACE}"),
+            format!("K8S_POD_NAME={}", pod.name),
+            format!("K8S_POD_UID={}", pod.uid),
+            format!("K8S_POD_INFRA_CONTAINER_ID={}", pod.id),
+            "IgnoreUnknown=true".to_string(),
+        ];
+        let mut dels = 0;
+        for call in &calls {
+            let what = format!("{context}: {} {call:?}", call.var("CNI_COMMAND"));
+            assert_eq!(call.var("CNI_IFNAME"), "net1", "{what}");
+            assert_eq!(call.stdin["name"], NETWORK, "{what}");
+            assert_eq!(call.stdin["cniVersion"], pod.version.as_str(), "{what}");
+            let args: Vec<&str> = call.var("CNI_ARGS").split(';').collect();
+            for kv in &identity {
+                assert!(args.contains(&kv.as_str()), "{what}: {kv}");
+            }
+            let path: Vec<&str> = call.var("CNI_PATH").split(':').collect();
+            let runtime_dir = self.bin_dir.display().to_string();
+            match self.flavour {
+                Flavour::V4Thick => assert_eq!(path, ["/opt/cni/bin"], "{what}"),
+                Flavour::V3Thin | Flavour::V4Thin => {
+                    assert_eq!(path, ["/opt/cni/bin", runtime_dir.as_str()], "{what}")
+                }
+            }
+            let prev = call.stdin.get("prevResult");
+            if call.var("CNI_COMMAND") == "DEL" {
+                dels += 1;
+                assert_eq!(prev.is_some(), dels == 1 && pod.version != "0.3.1", "{what}");
+                if let Some(prev) = prev {
+                    assert_eq!(prev["ips"][0]["address"], format!("{}/16", pod.lan_ip), "{what}");
+                    assert_eq!(prev["interfaces"][0]["mac"], pod.mac.as_str(), "{what}");
+                }
+            } else {
+                assert!(prev.is_none(), "{what}");
+            }
+        }
     }
 
     fn delete_pod(&self, name: &str) {
@@ -1040,7 +1158,7 @@ impl<'a> MultusNode<'a> {
     /// Asserts a pod as Multus left it: eth0 from the cluster network with the only default route,
     /// roslan's net1 on the LAN with the gateway-less multicast route and `stableMac`'s MAC, the
     /// reservation, Multus' `network-status` annotation and its cache.
-    fn assert_attached(&self, name: &str, nad: &str, id: &str) -> Attached {
+    fn assert_attached(&self, name: &str, nad: &str, version: &str, id: &str) -> Attached {
         let context = format!("{name} ({:?}, {nad})", self.flavour);
         let status = self.containerd.status(id);
         assert_eq!(status["state"], "SANDBOX_READY", "{context}: {status}");
@@ -1116,6 +1234,8 @@ impl<'a> MultusNode<'a> {
         );
         Attached {
             name: name.to_string(),
+            uid: self.pod_uid(name),
+            version: version.to_string(),
             id: id.to_string(),
             node_netns,
             netns,
@@ -1181,7 +1301,7 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
         ("listener-0", &listener_nad, &listener_conf, listener_version),
     ] {
         let id = node.run_pod(name, nad).unwrap_or_else(|e| fail(name, e));
-        let pod = node.assert_attached(name, nad, &id);
+        let pod = node.assert_attached(name, nad, version, &id);
         // libcni refuses CHECK below 0.4.0.
         if version != "0.3.1" {
             node.check(&pod, conf);
@@ -1229,6 +1349,15 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
 
     // The talker: StopPodSandbox (Multus' DEL, with the NAD and the pod still there), then RemovePodSandbox.
     node.containerd.cri(&["stop", &talker.id]);
+    // Multus leaves its annotation as it was while the pod object lives (3.9, 4 thin and thick alike).
+    let status = multus::network_status(&node.cp, POD_NAMESPACE, "talker-0");
+    assert!(
+        status
+            .iter()
+            .any(|s| s["interface"] == "net1" && s["ips"] == json!([talker.lan_ip])),
+        "{status:?}"
+    );
+    node.assert_calls(talker, &["ADD", "DEL"]);
     assert!(
         !lan.reservations(NETWORK).contains(&talker.lan_ip),
         "talker's address released"
@@ -1244,16 +1373,19 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
     );
     assert!(!node.multus_cache().join(&talker.id).exists(), "the delegates removed");
     node.containerd.cri(&["remove", &talker.id]);
+    // RemovePodSandbox's DEL: no cache left, so Multus reads the pod and its NAD again.
+    node.assert_calls(talker, &["ADD", "DEL", "DEL"]);
 
     // The same pod again (a new UID and sandbox): the same MAC.
     node.delete_pod("talker-0");
     let id = node
         .run_pod("talker-0", &talker_nad)
         .unwrap_or_else(|e| fail("talker-0 again", e));
-    let again = node.assert_attached("talker-0", &talker_nad, &id);
+    let again = node.assert_attached("talker-0", &talker_nad, talker_version, &id);
     assert_eq!(again.mac, talker.mac, "stableMac across a DEL and a new ADD");
     node.containerd.cri(&["stop", &again.id]);
     node.containerd.cri(&["remove", &again.id]);
+    node.assert_calls(&again, &["ADD", "DEL", "DEL"]);
 
     // The listener from Multus' cache alone: its NAD and pod are gone from the API server.
     if listener_nad != talker_nad {
@@ -1267,11 +1399,12 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
         "listener's address released by a DEL from the cache"
     );
     node.containerd.cri(&["remove", &listener.id]);
+    // Its second DEL (RemovePodSandbox) finds neither a cache nor a pod: Multus calls nobody.
+    node.assert_calls(listener, &["ADD", "DEL"]);
 
     // Nothing left: no reservation, no link in the node, no cache entry, no namespace, no sandbox.
     assert_eq!(lan.reservations(NETWORK), Vec::<String>::new());
     assert_eq!(node.cluster_reservations(), Vec::<String>::new());
-    let _ = std::process::Command::new("sh").arg("-c").arg(format!("rm -rf /tmp/dbg; mkdir /tmp/dbg; cp {0}/containerd/containerd.log {0}/multus-daemon.log {0}/roslan.log /tmp/dbg/; echo again={1} > /tmp/dbg/ids", lan.dir().display(), again.id)).status();
     assert_eq!(
         links_besides_lo(&lan.node),
         vec![MASTER.to_string()],
