@@ -1,11 +1,14 @@
 //! Real clients drive the built roslan: containerd's CRI (the path kubelet takes), podman with its CNI
-//! backend, and a Multus-style driver (the path MicroK8s takes for a second interface). Each runtime
-//! runs with private state in a throwaway LAN; `tests/runtimes/README.md` has the recipes.
+//! backend, and the real Multus as containerd's CNI (the path MicroK8s takes for a second interface):
+//! thin 3.9 laid out and configured as MicroK8s' addon does it, thin 4 and thick 4, each reading its
+//! NetworkAttachmentDefinitions and pods from a real kube-apiserver. Each runtime runs with private
+//! state in a throwaway LAN; `tests/runtimes/README.md` has the recipes and what was measured.
 //!
 //! The runtimes are Debian's (containerd 1.6, podman 4.3, runc), the CRI client is
 //! `tests/runtimes/cri_client.py` (grpcio from `.venv`), the pause image is built from
-//! busybox-static by `tests/runtimes/pause_image.py`. A missing package fails the test with the
-//! install command; nothing is skipped.
+//! busybox-static by `tests/runtimes/pause_image.py`; Multus, the upstream plugins and Kubernetes are
+//! the peers `make peers` builds (`src/peers.rs`), the MicroK8s layout is `src/multus.rs`'s. A missing
+//! package or peer fails the test with the command that installs it; nothing is skipped.
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Lines};
@@ -1331,6 +1334,24 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
             .expect_err("Multus cannot read this result version");
         eprintln!("{flavour:?}: a {version} NAD: {err}");
         assert!(err.contains(expected), "RunPodSandbox's error: {err}");
+        let id = err
+            .split("sandbox \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        // roslan's ADD succeeded: its result is what Multus' libcni cannot read. Then Multus' own
+        // teardown of what it added and containerd's DEL of the failed sandbox, without prevResult
+        // (libcni cached nothing).
+        let calls: Vec<(String, bool)> = node
+            .calls(id)
+            .iter()
+            .map(|c| (c.var("CNI_COMMAND").to_string(), c.stdin.get("prevResult").is_some()))
+            .collect();
+        let expected = [("ADD", false), ("DEL", false), ("DEL", false)].map(|(c, p)| (c.to_string(), p));
+        assert_eq!(calls, expected, "{err}");
+        let log = read(&node.roslan_log);
+        assert_eq!(finished(&log, "ADD", id), 1, "{log}");
+        assert_eq!(finished(&log, "DEL", id), 2, "{log}");
         // Multus tore down what it had added (eth0 and roslan's net1), containerd the sandbox.
         assert_eq!(
             lan.reservations(NETWORK),
