@@ -1,362 +1,589 @@
-//! A Multus-style driver: attaches a pod to its cluster network and then to additional networks the
-//! way thin Multus 3.9 (MicroK8s' addon) does, through libcni's rules, so that roslan is exercised
-//! as the delegate it is in production.
+//! Multus laid out the way MicroK8s' multus addon installs it, as files and values only: no runtime, no
+//! process. Tests that run a runtime (containerd's CRI in `tests/runtimes.rs`, a kubelet node) point it
+//! at [`MicroK8s::bin_dir`] and [`MicroK8s::conf_dir`] and get what a MicroK8s node has.
 //!
-//! What is reproduced (multus-cni v3.9 `pkg/multus`, libcni v0.8.1 `libcni/api.go`):
-//! - delegates are added in order: the cluster network as `eth0`, then additional networks as
-//!   `net1`, `net2`, ...; before each ADD the interface name must not exist in the pod
-//!   (`validateIfName`);
-//! - every delegate gets `CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=..;K8S_POD_NAME=..;
-//!   K8S_POD_INFRA_CONTAINER_ID=..;K8S_POD_UID=..` and `CNI_PATH=<multus binDir>:<runtime CNI_PATH>`;
-//!   the plugin binary is the first `type` found along CNI_PATH;
-//! - a configuration with `plugins` is a conflist (`AddNetworkList`: each plugin gets the list's
-//!   `name` and `cniVersion` and, after the first, the previous result as `prevResult`); one with
-//!   `type` is a single configuration (`AddNetwork`);
-//! - each attachment's result is cached as libcni does, one file per attachment:
-//!   `<cacheDir>/results/<network>-<containerID>-<ifname>` (`cniCacheV1`), and the pod's delegate
-//!   list is saved under `<cacheDir>/<containerID>`;
-//! - a failed ADD tears down the failed delegate and every earlier one, in reverse, ignoring errors;
-//! - DEL reads the saved delegate list and deletes in reverse order; from cniVersion 0.4.0 on the
-//!   cached result goes along as `prevResult` (libcni sends none for older versions), and the cache
-//!   file is removed afterwards; CHECK (0.4.0 and later only) always sends the cached result.
+//! What MicroK8s does, and what this reproduces (canonical/microk8s-community-addons' multus addon,
+//! Multus' own entrypoints read at the pinned versions):
+//! - `SNAP_DATA` is `/var/snap/microk8s/<revision>`, reached through the `current` link; containerd's
+//!   CNI `bin_dir` is `$SNAP_DATA/opt/cni/bin`, its `conf_dir` `$SNAP_DATA/args/cni-network`. Here that
+//!   tree lives under a root directory the test owns ([`MicroK8s::create`]), never in the machine's
+//!   `/var/snap`.
+//! - The addon runs thin Multus 3.9's `entrypoint.sh --multus-conf-file=auto
+//!   --multus-kubeconfig-file-host=$SNAP_DATA/args/cni-network/multus.d/multus.kubeconfig
+//!   --cni-version=0.3.1` with the host's conf and bin dirs mounted at the script's defaults. The script
+//!   copies `multus` into the bin dir (`_multus`, then a rename), writes the kubeconfig from the pod's
+//!   service account token, and writes `00-multus.conf` around the first other configuration file
+//!   ([`MicroK8s::write_multus_conf`] gives the same bytes: see the unit test).
+//! - Multus 4 thin (`thin_entrypoint`, upstream's `multus-daemonset.yml` arguments) and Multus 4 thick
+//!   (`multus-daemon` with upstream's `daemon-config.json`, which generates `00-multus.conf` itself for
+//!   `multus-shim`) are laid out the same way, with paths adapted to the MicroK8s tree.
+//! - The cluster network is a conflist without multicast, standing in for Calico's: upstream `ptp` with
+//!   `host-local` ([`cluster_network`]).
 //!
-//! Plugins run in the node namespace, as the runtime (and so Multus) does.
+//! Paths written *into* files (the kubeconfig path in `00-multus.conf`, the daemon's directories) are the
+//! node's view of the tree. By default that is the tree's real path; a test that bind-mounts the tree at
+//! `/var/snap/microk8s` in a mount namespace of its own uses [`MicroK8s::create_seen_as`] so that the
+//! files say `/var/snap/microk8s/current/...`, exactly as on a robot.
+//!
+//! The control-plane side (Multus' RBAC from its deployment manifest, a service account token, a pod
+//! that asks for a network, the `network-status` annotation Multus writes back) is at the end; it needs
+//! a [`ControlPlane`] but nothing else.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::lan::Pod;
-use crate::netns::Netns;
-use crate::plugin::{Call, REFERENCE_DIR, Reply, roslan_bin};
+use crate::apiserver::ControlPlane;
+use crate::peers::{peer, peer_bin};
 
-/// Kubernetes' view of a pod: its sandbox (namespace and infra container ID) and its identity.
-#[derive(Debug)]
-pub struct PodRef<'a> {
-    /// The sandbox.
-    pub pod: &'a Pod,
-    /// `metadata.namespace`.
-    pub namespace: String,
-    /// `metadata.name`.
-    pub name: String,
-    /// `metadata.uid`.
-    pub uid: String,
+/// The snap revision directory `current` points at (snapd's name for a locally installed revision).
+pub const REVISION: &str = "x1";
+
+/// The cluster network's name (Calico's on MicroK8s).
+pub const CLUSTER_NETWORK: &str = "k8s-pod-network";
+
+/// The name every Multus entrypoint gives its own network (unless told to take the cluster network's).
+pub const MULTUS_NETWORK: &str = "multus-cni-network";
+
+/// The pod annotation that asks Multus for additional networks.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// The pod annotation Multus writes: one entry per attachment.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// The namespace and service account Multus' deployment manifests run it as.
+pub const MULTUS_NAMESPACE: &str = "kube-system";
+/// See [`MULTUS_NAMESPACE`].
+pub const MULTUS_SERVICE_ACCOUNT: &str = "multus";
+
+/// Which Multus, as deployed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Thin Multus 3.9, what MicroK8s' addon ships.
+    V3Thin,
+    /// Thin Multus 4 (`multus`).
+    V4Thin,
+    /// Thick Multus 4: `multus-shim` in the bin dir, `multus-daemon` doing the work.
+    V4Thick,
 }
 
-impl PodRef<'_> {
-    /// The CNI_ARGS Multus builds for every delegate (`types.LoadCNIRuntimeConf`).
-    pub fn cni_args(&self) -> String {
-        format!(
-            "IgnoreUnknown=true;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
-            self.namespace, self.name, self.pod.id, self.uid
-        )
-    }
-}
-
-/// One attachment made by [`Multus::add`].
-#[derive(Clone, Debug)]
-pub struct Attachment {
-    /// The network's name.
-    pub network: String,
-    /// The pod's interface.
-    pub ifname: String,
-    /// The result the delegate printed (the last plugin's, for a conflist).
-    pub result: Value,
-}
-
-/// Every plugin invocation, in order: for assertions and for failure messages.
-#[derive(Clone, Debug)]
-pub struct Invocation {
-    /// CNI_COMMAND.
-    pub command: String,
-    /// The plugin's `type`.
-    pub plugin: String,
-    /// CNI_IFNAME.
-    pub ifname: String,
-    /// CNI_ARGS.
-    pub args: String,
-    /// The configuration on stdin.
-    pub stdin: Value,
-    /// What the plugin answered.
-    pub reply: Reply,
-}
-
-/// The driver: a Multus binDir (holding roslan), the runtime's CNI_PATH behind it, and a cache dir.
-#[derive(Debug)]
-pub struct Multus<'a> {
-    node: &'a Netns,
-    bin_dir: PathBuf,
-    runtime_path: String,
-    cache_dir: PathBuf,
-    log: std::sync::Mutex<Vec<Invocation>>,
-}
-
-impl<'a> Multus<'a> {
-    /// A driver running plugins in `node`, with its binDir and cache under `dir` (which must belong
-    /// to the test): `dir/multus-bin` holds `roslan` (a symbolic link to the built binary), the
-    /// runtime's CNI_PATH is Debian's reference plugins, and `dir/multus-cache` stands for
-    /// `/var/lib/cni/multus`.
-    pub fn new(node: &'a Netns, dir: &Path) -> Multus<'a> {
-        let bin_dir = dir.join("multus-bin");
-        std::fs::create_dir_all(&bin_dir).expect("create multus bin dir");
-        let link = bin_dir.join("roslan");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(roslan_bin(), &link).expect("link roslan into the multus bin dir");
-        let cache_dir = dir.join("multus-cache");
-        std::fs::create_dir_all(cache_dir.join("results")).expect("create cache dir");
-        Multus {
-            node,
-            bin_dir,
-            runtime_path: REFERENCE_DIR.to_string(),
-            cache_dir,
-            log: std::sync::Mutex::new(Vec::new()),
+impl Flavour {
+    /// Its peer family (`tests/peers/<family>`).
+    pub fn family(self) -> &'static str {
+        match self {
+            Flavour::V3Thin => "multus-v3",
+            Flavour::V4Thin | Flavour::V4Thick => "multus-v4",
         }
     }
 
-    /// CNI_PATH as Multus passes it: its binDir first.
-    pub fn cni_path(&self) -> String {
-        format!("{}:{}", self.bin_dir.display(), self.runtime_path)
-    }
-
-    /// The cache directory (Multus' `cniDir`).
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
-    }
-
-    /// libcni's cache file of one attachment.
-    pub fn result_file(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
-        self.cache_dir
-            .join("results")
-            .join(format!("{network}-{container_id}-{ifname}"))
-    }
-
-    /// Every file in the cache (results and delegate lists), relative names.
-    pub fn cached_files(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for dir in [self.cache_dir.clone(), self.cache_dir.join("results")] {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for entry in entries.flatten() {
-                    if entry.file_type().is_ok_and(|t| t.is_file()) {
-                        names.push(entry.file_name().to_string_lossy().into_owned());
-                    }
-                }
-            }
-        }
-        names.sort();
-        names
-    }
-
-    /// Every plugin invocation so far.
-    pub fn invocations(&self) -> Vec<Invocation> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// The plugin binary for `type`: the first match along CNI_PATH (libcni's `FindInPath`).
-    fn find(&self, plugin: &str) -> Result<PathBuf, String> {
-        assert!(
-            !plugin.is_empty() && !plugin.contains('/'),
-            "a plugin type is a name: {plugin:?}"
-        );
-        self.cni_path()
-            .split(':')
-            .map(|dir| Path::new(dir).join(plugin))
-            .find(|p| p.exists())
-            .ok_or_else(|| format!("failed to find plugin {plugin:?} in path [{}]", self.cni_path()))
-    }
-
-    fn invoke(&self, command: &str, pod: &PodRef<'_>, ifname: &str, conf: &Value) -> Result<Option<Value>, String> {
-        let plugin = conf["type"].as_str().unwrap_or_default().to_string();
-        let binary = self.find(&plugin)?;
-        let mut call = Call::new(binary, command, &pod.pod.id, &pod.pod.path(), ifname, conf).args(&pod.cni_args());
-        call.cni_path = self.cni_path();
-        let reply = call.run_in(self.node);
-        let ok = reply.status == 0;
-        let result = reply.json.clone();
-        let message = format!("{command} {plugin} {ifname}: {reply}");
-        if let Ok(mut log) = self.log.lock() {
-            log.push(Invocation {
-                command: command.to_string(),
-                plugin,
-                ifname: ifname.to_string(),
-                args: pod.cni_args(),
-                stdin: conf.clone(),
-                reply,
-            });
-        }
-        if ok { Ok(result) } else { Err(message) }
-    }
-
-    /// The configurations libcni hands each plugin of a delegate, in order (`buildOneConfig`).
-    fn plugin_confs(delegate: &Value) -> Vec<Value> {
-        match delegate.get("plugins").and_then(Value::as_array) {
-            Some(plugins) => plugins
-                .iter()
-                .map(|p| {
-                    let mut p = p.clone();
-                    p["name"] = delegate["name"].clone();
-                    p["cniVersion"] = delegate["cniVersion"].clone();
-                    p
-                })
-                .collect(),
-            None => vec![delegate.clone()],
+    /// The binary the runtime executes, which is also the `type` in `00-multus.conf`.
+    pub fn plugin(self) -> &'static str {
+        match self {
+            Flavour::V3Thin | Flavour::V4Thin => "multus",
+            Flavour::V4Thick => "multus-shim",
         }
     }
 
-    fn version_at_least_0_4(delegate: &Value) -> bool {
-        let version = delegate["cniVersion"].as_str().unwrap_or("0.1.0");
-        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-        parts >= vec![0, 4, 0]
-    }
-
-    /// ADD of one delegate (AddNetwork or AddNetworkList), caching its result.
-    fn add_delegate(&self, pod: &PodRef<'_>, delegate: &Value, ifname: &str) -> Result<Value, String> {
-        let mut prev: Option<Value> = None;
-        for mut conf in Self::plugin_confs(delegate) {
-            if let Some(prev) = &prev {
-                conf["prevResult"] = prev.clone();
-            }
-            let result = self
-                .invoke("ADD", pod, ifname, &conf)?
-                .ok_or_else(|| format!("ADD {ifname}: the plugin printed no result"))?;
-            prev = Some(result);
-        }
-        let result = prev.unwrap_or(Value::Null);
-        let network = delegate["name"].as_str().unwrap_or_default();
-        let cached = json!({
-            "kind": "cniCacheV1",
-            "containerId": pod.pod.id,
-            "config": base64(&serde_json::to_vec(delegate).expect("serialise")),
-            "ifName": ifname,
-            "networkName": network,
-            "cniArgs": pod.cni_args().split(';').map(|kv| kv.split_once('=').unwrap_or((kv, ""))).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-            "result": result,
-        });
-        std::fs::write(
-            self.result_file(network, &pod.pod.id, ifname),
-            serde_json::to_vec(&cached).expect("serialise"),
-        )
-        .map_err(|e| format!("cache the result: {e}"))?;
-        Ok(result)
-    }
-
-    fn cached_result(&self, pod: &PodRef<'_>, delegate: &Value, ifname: &str) -> Option<Value> {
-        let network = delegate["name"].as_str().unwrap_or_default();
-        let text = std::fs::read(self.result_file(network, &pod.pod.id, ifname)).ok()?;
-        let cached: Value = serde_json::from_slice(&text).ok()?;
-        cached.get("result").cloned()
-    }
-
-    /// DEL of one delegate (DelNetwork or DelNetworkList), plugins in reverse, then the cache file.
-    fn del_delegate(&self, pod: &PodRef<'_>, delegate: &Value, ifname: &str) -> Result<(), String> {
-        let prev = if Self::version_at_least_0_4(delegate) {
-            self.cached_result(pod, delegate, ifname)
-        } else {
-            None
+    /// The upstream deployment manifest of this flavour (in the peer's `deployments` files).
+    pub fn manifest(self) -> PathBuf {
+        let file = match self {
+            Flavour::V3Thin | Flavour::V4Thin => "multus-daemonset.yml",
+            Flavour::V4Thick => "multus-daemonset-thick.yml",
         };
-        for mut conf in Self::plugin_confs(delegate).into_iter().rev() {
-            if let Some(prev) = &prev {
-                conf["prevResult"] = prev.clone();
-            }
-            self.invoke("DEL", pod, ifname, &conf)?;
-        }
-        let network = delegate["name"].as_str().unwrap_or_default();
-        let _ = std::fs::remove_file(self.result_file(network, &pod.pod.id, ifname));
-        Ok(())
-    }
-
-    fn delegates_file(&self, pod: &PodRef<'_>) -> PathBuf {
-        self.cache_dir.join(&pod.pod.id)
-    }
-
-    /// Attaches `pod` to `cluster` as eth0 and to each of `networks` as net1, net2, ... Returns the
-    /// attachments, or the failing delegate's error after tearing down what was added.
-    pub fn add(&self, pod: &PodRef<'_>, cluster: &Value, networks: &[&Value]) -> Result<Vec<Attachment>, String> {
-        let mut delegates = vec![(cluster.clone(), "eth0".to_string())];
-        for (i, net) in networks.iter().enumerate() {
-            delegates.push(((*net).clone(), format!("net{}", i + 1)));
-        }
-        let saved: Vec<Value> = delegates
-            .iter()
-            .map(|(conf, ifname)| json!({"conf": conf, "ifName": ifname}))
-            .collect();
-        std::fs::write(self.delegates_file(pod), serde_json::to_vec(&saved).expect("serialise"))
-            .map_err(|e| format!("save delegates: {e}"))?;
-        let mut attachments = Vec::new();
-        for (idx, (delegate, ifname)) in delegates.iter().enumerate() {
-            let outcome = if pod.pod.ns.has_link(ifname) {
-                Err(format!("validateIfName: interface name {ifname} already exists"))
-            } else {
-                self.add_delegate(pod, delegate, ifname)
-            };
-            match outcome {
-                Ok(result) => attachments.push(Attachment {
-                    network: delegate["name"].as_str().unwrap_or_default().to_string(),
-                    ifname: ifname.clone(),
-                    result,
-                }),
-                Err(err) => {
-                    for (delegate, ifname) in delegates[..=idx].iter().rev() {
-                        let _ = self.del_delegate(pod, delegate, ifname);
-                    }
-                    let _ = std::fs::remove_file(self.delegates_file(pod));
-                    return Err(err);
-                }
-            }
-        }
-        Ok(attachments)
-    }
-
-    fn saved_delegates(&self, pod: &PodRef<'_>) -> Result<Vec<(Value, String)>, String> {
-        let text = std::fs::read(self.delegates_file(pod)).map_err(|e| format!("read delegates: {e}"))?;
-        let saved: Vec<Value> = serde_json::from_slice(&text).map_err(|e| format!("parse delegates: {e}"))?;
-        Ok(saved
-            .into_iter()
-            .map(|d| (d["conf"].clone(), d["ifName"].as_str().unwrap_or_default().to_string()))
-            .collect())
-    }
-
-    /// CHECK of every attachment with its cached result (libcni refuses CHECK before 0.4.0).
-    pub fn check(&self, pod: &PodRef<'_>) -> Result<(), String> {
-        for (delegate, ifname) in self.saved_delegates(pod)? {
-            if !Self::version_at_least_0_4(&delegate) {
-                return Err(format!(
-                    "configuration version {} does not support the CHECK command",
-                    delegate["cniVersion"]
-                ));
-            }
-            let prev = self
-                .cached_result(pod, &delegate, &ifname)
-                .ok_or_else(|| format!("no cached result for {ifname}"))?;
-            for mut conf in Self::plugin_confs(&delegate) {
-                conf["prevResult"] = prev.clone();
-                self.invoke("CHECK", pod, &ifname, &conf)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Detaches `pod` from every network, in reverse order of attachment. Every delegate is
-    /// deleted even if an earlier one fails; the first error is returned (Multus then fails the
-    /// pod's teardown).
-    pub fn del(&self, pod: &PodRef<'_>) -> Result<(), String> {
-        let mut first_error = None;
-        for (delegate, ifname) in self.saved_delegates(pod)?.iter().rev() {
-            if let Err(err) = self.del_delegate(pod, delegate, ifname) {
-                first_error.get_or_insert(err);
-            }
-        }
-        match first_error {
-            None => {
-                let _ = std::fs::remove_file(self.delegates_file(pod));
-                Ok(())
-            }
-            Some(err) => Err(err),
-        }
+        peer(self.family()).files("deployments").join(file)
     }
 }
 
-/// Standard base64 with padding (libcni stores the configuration's bytes as Go's `[]byte` in JSON).
-fn base64(data: &[u8]) -> String {
+/// A MicroK8s node's CNI tree under a root directory the caller owns (and removes).
+#[derive(Clone, Debug)]
+pub struct MicroK8s {
+    root: PathBuf,
+    seen_as: PathBuf,
+}
+
+impl MicroK8s {
+    /// Creates `root/var/snap/microk8s/x1/{opt/cni/bin,args/cni-network/multus.d}` and the `current` link;
+    /// the node sees the tree where it is.
+    pub fn create(root: &Path) -> MicroK8s {
+        MicroK8s::create_seen_as(root, root)
+    }
+
+    /// The same, for a node that sees `root` as `seen_as` (`/` when `root/var/snap/microk8s` is
+    /// bind-mounted at `/var/snap/microk8s` in the node's mount namespace).
+    pub fn create_seen_as(root: &Path, seen_as: &Path) -> MicroK8s {
+        let layout = MicroK8s {
+            root: root.to_path_buf(),
+            seen_as: seen_as.to_path_buf(),
+        };
+        let snap = layout.root.join("var/snap/microk8s");
+        for sub in ["opt/cni/bin", "args/cni-network/multus.d"] {
+            std::fs::create_dir_all(snap.join(REVISION).join(sub))
+                .unwrap_or_else(|err| panic!("create {}: {err}", snap.display()));
+        }
+        let current = snap.join("current");
+        if std::fs::symlink_metadata(&current).is_err() {
+            std::os::unix::fs::symlink(REVISION, &current).expect("link current to the revision");
+        }
+        layout
+    }
+
+    /// The root directory given to [`MicroK8s::create`].
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `$SNAP_DATA` on this machine (through `current`).
+    pub fn snap_data(&self) -> PathBuf {
+        self.root.join("var/snap/microk8s/current")
+    }
+
+    /// The CNI bin dir (containerd's `bin_dir`) on this machine.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.snap_data().join("opt/cni/bin")
+    }
+
+    /// The CNI conf dir (containerd's `conf_dir`) on this machine.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.snap_data().join("args/cni-network")
+    }
+
+    /// Where the entrypoints write Multus' kubeconfig, on this machine.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.conf_dir().join("multus.d/multus.kubeconfig")
+    }
+
+    /// A path under the root as the node sees it.
+    pub fn node_path(&self, path: &Path) -> PathBuf {
+        let rest = path
+            .strip_prefix(&self.root)
+            .unwrap_or_else(|_| panic!("{} is not under {}", path.display(), self.root.display()));
+        self.seen_as.join(rest)
+    }
+
+    /// Installs the flavour's binaries as its installer does: a copy to a temporary name in the bin dir,
+    /// then a rename (`multus`; `multus-shim` for thick). Returns the installed path.
+    pub fn install_multus(&self, flavour: Flavour) -> PathBuf {
+        let source = peer_bin(&format!("{}/{}", flavour.family(), flavour.plugin()));
+        let target = self.bin_dir().join(flavour.plugin());
+        let temp = self.bin_dir().join(format!("_{}", flavour.plugin()));
+        std::fs::copy(&source, &temp).unwrap_or_else(|err| panic!("copy {}: {err}", source.display()));
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&temp, &target).expect("rename into place");
+        target
+    }
+
+    /// Puts `target` in the bin dir as `name`, a symbolic link (MicroK8s' bin dir holds links into the
+    /// snap).
+    pub fn link_plugin(&self, name: &str, target: &Path) {
+        let link = self.bin_dir().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link)
+            .unwrap_or_else(|err| panic!("link {} to {}: {err}", link.display(), target.display()));
+    }
+
+    /// Links the upstream plugins the cluster network and the runtime need: `ptp`, `host-local` and
+    /// `loopback` (containerd's own `lo` network).
+    pub fn link_cluster_plugins(&self) {
+        for name in ["ptp", "host-local", "loopback"] {
+            self.link_plugin(name, &peer_bin(&format!("plugins/{name}")));
+        }
+    }
+
+    /// Writes the cluster network to `10-<name>.conflist` (pretty, as Calico's install-cni writes its own),
+    /// or to `10-<name>.conf` when it is a single configuration, and returns the path.
+    pub fn write_cluster_network(&self, conf: &Value) -> PathBuf {
+        let name = conf["name"].as_str().expect("the cluster network has a name");
+        let ext = if conf.get("plugins").is_some() {
+            "conflist"
+        } else {
+            "conf"
+        };
+        let path = self.conf_dir().join(format!("10-{name}.{ext}"));
+        let text = serde_json::to_string_pretty(conf).expect("serialise") + "\n";
+        std::fs::write(&path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+        path
+    }
+
+    /// The master plugin file the entrypoints pick: the first `.conf`/`.conflist` in the conf dir by name
+    /// that is not Multus' own.
+    fn master_plugin_file(&self) -> PathBuf {
+        let mut names: Vec<String> = std::fs::read_dir(self.conf_dir())
+            .expect("read the conf dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist"))
+            .filter(|n| !n.starts_with("00-multus.conf"))
+            .collect();
+        names.sort();
+        let first = names
+            .first()
+            .expect("no cluster network in the conf dir: write it first");
+        self.conf_dir().join(first)
+    }
+
+    /// Writes Multus' configuration for a thin flavour the way its entrypoint does, from the master plugin
+    /// file already in the conf dir, with `kubeconfig` naming [`MicroK8s::kubeconfig`] as the node sees
+    /// it. `cni_version` is the entrypoint's `--cni-version` (MicroK8s passes `0.3.1` to 3.9; upstream's
+    /// Multus 4 manifest passes none, so the master's version is used). Returns the file written.
+    ///
+    /// - 3.9 (`images/entrypoint.sh`): the template's text with the master file inlined, whitespace
+    ///   collapsed by the script's unquoted `echo`, into `00-multus.conf`, mode 0600. The script refuses
+    ///   a top-level version of 0.4.0 or later over a master below 0.4.0.
+    /// - 4 (`cmd/thin_entrypoint`): its Go template, the master re-encoded compactly with sorted keys,
+    ///   `"cniConf"` set to the flag's default; `00-multus.conflist` with a `plugins` list from 1.0.0 on.
+    ///   It refuses a `--cni-version` that differs from the master's.
+    ///
+    /// Thick Multus writes its own configuration: see [`MicroK8s::write_daemon_config`].
+    pub fn write_multus_conf(&self, flavour: Flavour, cni_version: Option<&str>) -> PathBuf {
+        let master_path = self.master_plugin_file();
+        let master_text = std::fs::read_to_string(&master_path).expect("read the master plugin");
+        let master: Value = serde_json::from_str(&master_text).expect("the master plugin is JSON");
+        let master_version = master["cniVersion"]
+            .as_str()
+            .expect("the master plugin has a cniVersion");
+        let kubeconfig = self.node_path(&self.kubeconfig());
+        let capabilities = master_capabilities(&master);
+        let (file, text) = match flavour {
+            Flavour::V3Thin => {
+                if let Some(top) = cni_version {
+                    assert!(
+                        !version_at_least(top, "0.4.0") || version_at_least(master_version, "0.4.0"),
+                        "the entrypoint refuses this: Multus cni version is {top} while master plugin cni version is {master_version}"
+                    );
+                }
+                let mut conf = String::from("{\n");
+                if let Some(top) = cni_version {
+                    conf += &format!("\"cniVersion\": \"{top}\",\n");
+                }
+                conf += &format!("\"name\": \"{MULTUS_NETWORK}\",\n\"type\": \"multus\",\n");
+                if !capabilities.is_empty() {
+                    // Python's json.dumps, as the script prints it (keys sorted here, in file order there).
+                    let pairs: Vec<String> = capabilities.keys().map(|k| format!("\"{k}\": true")).collect();
+                    conf += &format!("\"capabilities\": {{{}}},\n", pairs.join(", "));
+                }
+                conf += &format!(
+                    "\"kubeconfig\": \"{}\",\n\"delegates\": [\n{master_text}\n]\n}}",
+                    kubeconfig.display()
+                );
+                let collapsed = conf.split_whitespace().collect::<Vec<_>>().join(" ") + "\n";
+                ("00-multus.conf", collapsed)
+            }
+            Flavour::V4Thin => {
+                if let Some(top) = cni_version {
+                    assert_eq!(
+                        top, master_version,
+                        "the entrypoint refuses this: Multus cni version is {top:?} while master plugin cni version is {master_version:?}"
+                    );
+                }
+                let caps = if capabilities.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n        \"capabilities\": {},", Value::Object(capabilities))
+                };
+                let fields = format!(
+                    "\"type\": \"multus\",{caps}\n        \"cniConf\": \"/host/etc/cni/multus/net.d\",\n        \"kubeconfig\": \"{}\",",
+                    kubeconfig.display()
+                );
+                let master_json = serde_json::to_string(&master).expect("serialise");
+                if version_at_least(master_version, "1.0.0") {
+                    let text = format!(
+                        "{{\n    \"cniVersion\": \"{master_version}\",\n    \"name\": \"{MULTUS_NETWORK}\",\n    \"plugins\": [ {{\n        {fields}\n        \"delegates\": [\n            {master_json}\n        ]\n    }}]\n}}\n"
+                    );
+                    ("00-multus.conflist", text)
+                } else {
+                    let text = format!(
+                        "{{\n        \"cniVersion\": \"{master_version}\",\n        \"name\": \"{MULTUS_NETWORK}\",\n        {fields}\n        \"delegates\": [\n                {master_json}\n        ]\n}}\n"
+                    );
+                    ("00-multus.conf", text)
+                }
+            }
+            Flavour::V4Thick => panic!("thick Multus writes its own 00-multus.conf: use write_daemon_config"),
+        };
+        let path = self.conf_dir().join(file);
+        write_private(&path, text.as_bytes());
+        path
+    }
+
+    /// Writes thick Multus' `daemon-config.json` (upstream's ConfigMap, adapted: the daemon runs on the
+    /// node, so its config and cluster-network directories are the node's conf dir rather than a
+    /// `/host/...` mount) into `multus.d/` of the conf dir, and returns its path for `multus-daemon
+    /// -config`. The daemon then writes `00-multus.conf` for `multus-shim` itself.
+    pub fn write_daemon_config(&self, daemon: &ThickDaemon) -> PathBuf {
+        let conf_dir = self.node_path(&self.conf_dir());
+        let mut config = json!({
+            "cniVersion": daemon.cni_version,
+            "logLevel": "verbose",
+            "logToStderr": true,
+            "cniConfigDir": conf_dir,
+            "multusAutoconfigDir": conf_dir,
+            "multusConfigFile": "auto",
+            "socketDir": daemon.socket_dir,
+        });
+        if let Some(chroot) = &daemon.chroot_dir {
+            config["chrootDir"] = json!(chroot);
+        }
+        // The shim looks in /run/multus/ unless its configuration says otherwise; the daemon copies this
+        // key into the 00-multus.conf it writes.
+        if daemon.socket_dir != Path::new(DEFAULT_SOCKET_DIR) {
+            config["daemonSocketDir"] = json!(daemon.socket_dir);
+        }
+        let path = self.conf_dir().join("multus.d/daemon-config.json");
+        let text = serde_json::to_string_pretty(&config).expect("serialise") + "\n";
+        std::fs::write(&path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+        path
+    }
+
+    /// Writes Multus' kubeconfig where the entrypoints do ([`MicroK8s::kubeconfig`]), mode 0600.
+    pub fn write_kubeconfig(&self, kubeconfig: &Kubeconfig) -> PathBuf {
+        let path = self.kubeconfig();
+        write_private(&path, kubeconfig.text().as_bytes());
+        path
+    }
+}
+
+/// Where `multus-shim` looks for the daemon's socket when its configuration names none.
+pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
+
+/// What thick Multus' daemon is told (the rest of upstream's `daemon-config.json` is fixed).
+#[derive(Clone, Debug)]
+pub struct ThickDaemon {
+    /// Top-level CNI version (upstream: `0.3.1`).
+    pub cni_version: String,
+    /// Where the daemon listens, as the node sees it (upstream: the host's `/run/multus/`).
+    pub socket_dir: PathBuf,
+    /// The directory the daemon chroots into to execute delegates (upstream: `/hostroot`, the host's `/`
+    /// mounted into the daemon's pod); `None` executes them without a chroot.
+    pub chroot_dir: Option<PathBuf>,
+}
+
+/// Multus' kubeconfig, as an entrypoint writes it.
+#[derive(Clone, Debug)]
+pub struct Kubeconfig {
+    /// Whose template: 3.9's script writes `https://[host]:port` whatever the host, Multus 4's Go code
+    /// `net.JoinHostPort` (brackets only for IPv6). See [`Kubeconfig::text`] for the one difference.
+    pub flavour: Flavour,
+    /// The API server's host (`KUBERNETES_SERVICE_HOST`).
+    pub host: String,
+    /// Its port (`KUBERNETES_SERVICE_PORT`).
+    pub port: u16,
+    /// The CA certificate, PEM (embedded as `certificate-authority-data`).
+    pub ca_pem: Vec<u8>,
+    /// Who Multus is.
+    pub credentials: Credentials,
+}
+
+/// How Multus authenticates.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// A service account token, as both entrypoints write it.
+    Token(String),
+    /// A client certificate and key, paths as the node sees them (no entrypoint writes this; for nodes
+    /// without a token).
+    ClientCert {
+        /// PEM certificate.
+        cert: PathBuf,
+        /// PEM key.
+        key: PathBuf,
+    },
+}
+
+impl Kubeconfig {
+    /// A kubeconfig for the control plane's API server, with a token.
+    pub fn for_control_plane(flavour: Flavour, cp: &ControlPlane, credentials: Credentials) -> Kubeconfig {
+        let rest = cp.server().strip_prefix("https://").expect("an https server");
+        let (host, port) = rest.rsplit_once(':').expect("host:port");
+        Kubeconfig {
+            flavour,
+            host: host.to_string(),
+            port: port.parse().expect("a port"),
+            ca_pem: std::fs::read(cp.ca()).expect("read the CA"),
+            credentials,
+        }
+    }
+
+    /// The file's text: the entrypoint's, except that an IPv4 host is never put in brackets.
+    ///
+    /// 3.9's script writes `https://[10.152.183.1]:443` on MicroK8s, which the upstream image's
+    /// Multus (built with a Go of its time) parses. Go 1.24.8 and 1.25.2 made `net/url` refuse brackets
+    /// around anything but an IPv6 address (CVE-2025-47912), so the peers' Multus 3.9.3, built with
+    /// today's Go, fails every ADD and DEL with `Multus: error getting k8s client: host must be a URL or
+    /// a host:port pair: "https://[127.0.0.1]:38247"` (measured). The brackets belong to the script, not
+    /// to MicroK8s, so this writes the address plainly, as Multus 4 does.
+    pub fn text(&self) -> String {
+        let server = if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        };
+        let user = match &self.credentials {
+            Credentials::Token(token) => format!("    token: \"{token}\"\n"),
+            Credentials::ClientCert { cert, key } => format!(
+                "    client-certificate: {}\n    client-key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        };
+        format!(
+            "# Kubeconfig file for Multus CNI plugin.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: multus\n  user:\n{user}contexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n",
+            base64(&self.ca_pem)
+        )
+    }
+}
+
+/// The cluster network without multicast that stands in for Calico's: upstream `ptp` (no masquerading,
+/// so no iptables) with `host-local` addresses from `subnet` and the pod's default route through `eth0`.
+/// `data_dir` is host-local's (its default, `/var/lib/cni/networks`, when `None`).
+pub fn cluster_network(cni_version: &str, subnet: &str, data_dir: Option<&Path>) -> Value {
+    let mut ipam = json!({
+        "type": "host-local",
+        "ranges": [[{"subnet": subnet}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+    });
+    if let Some(dir) = data_dir {
+        ipam["dataDir"] = json!(dir);
+    }
+    json!({
+        "cniVersion": cni_version,
+        "name": CLUSTER_NETWORK,
+        "plugins": [{"type": "ptp", "ipMasq": false, "ipam": ipam}]
+    })
+}
+
+/// A conflist of one plugin as the single configuration it stands for (the list's `cniVersion` and `name`
+/// moved into the plugin).
+pub fn single_plugin(conflist: &Value) -> Value {
+    let plugins = conflist["plugins"].as_array().expect("a conflist");
+    assert_eq!(plugins.len(), 1, "a conflist of one plugin: {conflist}");
+    let mut conf = plugins[0].clone();
+    conf["cniVersion"] = conflist["cniVersion"].clone();
+    conf["name"] = conflist["name"].clone();
+    conf
+}
+
+/// The capabilities the entrypoints copy from the master plugin (every enabled one, of every plugin).
+fn master_capabilities(master: &Value) -> serde_json::Map<String, Value> {
+    let plugins = match master.get("plugins").and_then(Value::as_array) {
+        Some(list) => list.clone(),
+        None => vec![master.clone()],
+    };
+    let mut caps = serde_json::Map::new();
+    for plugin in &plugins {
+        if let Some(map) = plugin.get("capabilities").and_then(Value::as_object) {
+            for (name, on) in map {
+                if on == &Value::Bool(true) {
+                    caps.insert(name.clone(), Value::Bool(true));
+                }
+            }
+        }
+    }
+    caps
+}
+
+/// `a >= b` for dotted CNI versions.
+fn version_at_least(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(a) >= parse(b)
+}
+
+/// Writes a file readable by its owner only, as both entrypoints create theirs.
+fn write_private(path: &Path, data: &[u8]) {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|err| panic!("create {}: {err}", path.display()));
+    file.write_all(data)
+        .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The control plane's side
+// ---------------------------------------------------------------------------------------------------
+
+/// The documents of Multus' deployment manifest of `kind` (`ClusterRole`, `ServiceAccount`...).
+fn manifest_documents(flavour: Flavour, kinds: &[&str]) -> Vec<String> {
+    let path = flavour.manifest();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    text.split("\n---")
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| kinds.iter().any(|k| l.trim() == format!("kind: {k}")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Applies what Multus' own deployment manifest gives it to run as: the `multus` ClusterRole, its
+/// binding and the `kube-system/multus` ServiceAccount (the DaemonSet and ConfigMap are left out; the
+/// CRD is [`ControlPlane::install_nad_crd`]'s).
+pub fn apply_rbac(cp: &ControlPlane, flavour: Flavour) {
+    let docs = manifest_documents(flavour, &["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]);
+    assert_eq!(
+        docs.len(),
+        3,
+        "{} has a ClusterRole, a binding and a ServiceAccount",
+        flavour.manifest().display()
+    );
+    cp.apply(&docs.join("\n---\n"));
+}
+
+/// A token of Multus' service account (`kubectl create token`, an hour), what a pod's projected token is.
+pub fn service_account_token(cp: &ControlPlane) -> String {
+    cp.kubectl_ok(&[
+        "-n",
+        MULTUS_NAMESPACE,
+        "create",
+        "token",
+        MULTUS_SERVICE_ACCOUNT,
+        "--duration=1h",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// A NetworkAttachmentDefinition holding `config` (JSON, as `spec.config` is a string).
+pub fn nad_manifest(namespace: &str, name: &str, config: &Value) -> String {
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"config": config.to_string()}
+    })
+    .to_string()
+}
+
+/// A pod bound to `node` that asks Multus for `networks` (the annotation's value, e.g. `ros-lan`).
+pub fn pod_manifest(namespace: &str, name: &str, node: &str, networks: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "annotations": {NETWORKS_ANNOTATION: networks}},
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "app", "image": "t.local/app:1"}]
+        }
+    })
+    .to_string()
+}
+
+/// The pod's `network-status` entries as Multus wrote them (empty when it wrote none or cleared them).
+pub fn network_status(cp: &ControlPlane, namespace: &str, pod: &str) -> Vec<Value> {
+    let json: Value =
+        serde_json::from_str(&cp.kubectl_ok(&["-n", namespace, "get", "pod", pod, "-o", "json"])).expect("pod JSON");
+    json["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
+        .as_str()
+        .map(|text| serde_json::from_str::<Value>(text).expect("network-status is JSON"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Standard base64 with padding (what `base64 | tr -d '\n'` and Go's `StdEncoding` give).
+pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -375,6 +602,14 @@ fn base64(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("roslan-multus-unit-{}", crate::netns::unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn base64_matches_rfc_4648() {
         for (input, expected) in [
@@ -386,7 +621,144 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(super::base64(input.as_bytes()), expected);
+            assert_eq!(base64(input.as_bytes()), expected);
         }
+    }
+
+    /// The bytes v3.9.3's `images/entrypoint.sh` wrote when run (in a private mount namespace, with a
+    /// fake service account) as MicroK8s' addon runs it, over this master file.
+    #[test]
+    fn v3_conf_is_the_entrypoints() {
+        let dir = scratch();
+        let layout = MicroK8s::create_seen_as(&dir, Path::new("/"));
+        std::fs::write(
+            layout.conf_dir().join("10-k8s-pod-network.conflist"),
+            r#"{
+  "cniVersion": "0.3.1",
+  "name": "k8s-pod-network",
+  "plugins": [
+    {
+      "type": "ptp",
+      "ipMasq": false,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    }
+  ]
+}
+"#,
+        )
+        .unwrap();
+        let path = layout.write_multus_conf(Flavour::V3Thin, Some("0.3.1"));
+        assert_eq!(path, layout.conf_dir().join("00-multus.conf"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{ \"cniVersion\": \"0.3.1\", \"name\": \"multus-cni-network\", \"type\": \"multus\", \"kubeconfig\": \"/var/snap/microk8s/current/args/cni-network/multus.d/multus.kubeconfig\", \"delegates\": [ { \"cniVersion\": \"0.3.1\", \"name\": \"k8s-pod-network\", \"plugins\": [ { \"type\": \"ptp\", \"ipMasq\": false, \"ipam\": {\"type\": \"host-local\", \"ranges\": [[{\"subnet\": \"10.244.0.0/24\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}]} } ] } ] }\n"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The same run's kubeconfig (token `tok123`, CA file `CA\n`, host 127.0.0.1, port 6443), except for
+    /// the brackets the script put around 127.0.0.1 (see [`Kubeconfig::text`]).
+    #[test]
+    fn v3_kubeconfig_is_the_entrypoints() {
+        let kubeconfig = Kubeconfig {
+            flavour: Flavour::V3Thin,
+            host: "127.0.0.1".into(),
+            port: 6443,
+            ca_pem: b"CA\n".to_vec(),
+            credentials: Credentials::Token("tok123".into()),
+        };
+        assert_eq!(
+            kubeconfig.text(),
+            "# Kubeconfig file for Multus CNI plugin.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: Q0EK\nusers:\n- name: multus\n  user:\n    token: \"tok123\"\ncontexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n"
+        );
+        let v6 = Kubeconfig {
+            flavour: Flavour::V4Thin,
+            host: "fd00::1".into(),
+            ..kubeconfig
+        };
+        assert!(v6.text().contains("    server: https://[fd00::1]:6443\n"));
+    }
+
+    /// The bytes v4.3.0's `thin_entrypoint` wrote when run with upstream's arguments (and MicroK8s'
+    /// kubeconfig path), for a 0.3.1 and a 1.0.0 master.
+    #[test]
+    fn v4_thin_conf_is_the_entrypoints() {
+        let dir = scratch();
+        let layout = MicroK8s::create_seen_as(&dir, Path::new("/"));
+        let kubeconfig = "/var/snap/microk8s/current/args/cni-network/multus.d/multus.kubeconfig";
+        let master = |v: &str| {
+            format!(
+                "{{\"cniVersion\":\"{v}\",\"name\":\"k8s-pod-network\",\"plugins\":[{{\"ipMasq\":false,\"ipam\":{{\"ranges\":[[{{\"subnet\":\"10.244.0.0/24\"}}]],\"routes\":[{{\"dst\":\"0.0.0.0/0\"}}],\"type\":\"host-local\"}},\"type\":\"ptp\"}}]}}"
+            )
+        };
+        layout.write_cluster_network(&cluster_network("0.3.1", "10.244.0.0/24", None));
+        let conf = layout.write_multus_conf(Flavour::V4Thin, None);
+        assert_eq!(conf.file_name().unwrap(), "00-multus.conf");
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            format!(
+                "{{\n        \"cniVersion\": \"0.3.1\",\n        \"name\": \"multus-cni-network\",\n        \"type\": \"multus\",\n        \"cniConf\": \"/host/etc/cni/multus/net.d\",\n        \"kubeconfig\": \"{kubeconfig}\",\n        \"delegates\": [\n                {}\n        ]\n}}\n",
+                master("0.3.1")
+            )
+        );
+
+        std::fs::remove_file(&conf).unwrap();
+        layout.write_cluster_network(&cluster_network("1.0.0", "10.244.0.0/24", None));
+        let conf = layout.write_multus_conf(Flavour::V4Thin, None);
+        assert_eq!(conf.file_name().unwrap(), "00-multus.conflist");
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            format!(
+                "{{\n    \"cniVersion\": \"1.0.0\",\n    \"name\": \"multus-cni-network\",\n    \"plugins\": [ {{\n        \"type\": \"multus\",\n        \"cniConf\": \"/host/etc/cni/multus/net.d\",\n        \"kubeconfig\": \"{kubeconfig}\",\n        \"delegates\": [\n            {}\n        ]\n    }}]\n}}\n",
+                master("1.0.0")
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "Multus cni version is 0.4.0 while master plugin cni version is 0.3.1")]
+    fn v3_refuses_a_newer_top_level_version_than_the_master() {
+        let dir = scratch();
+        let layout = MicroK8s::create(&dir);
+        layout.write_cluster_network(&cluster_network("0.3.1", "10.244.0.0/24", None));
+        let result = std::panic::catch_unwind(|| layout.write_multus_conf(Flavour::V3Thin, Some("0.4.0")));
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::panic::resume_unwind(result.unwrap_err());
+    }
+
+    #[test]
+    fn daemon_config_names_the_socket_for_the_shim() {
+        let dir = scratch();
+        let layout = MicroK8s::create(&dir);
+        let socket = dir.join("run/multus");
+        let path = layout.write_daemon_config(&ThickDaemon {
+            cni_version: "0.3.1".into(),
+            socket_dir: socket.clone(),
+            chroot_dir: Some(dir.join("hostroot")),
+        });
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(json["socketDir"], json!(socket));
+        assert_eq!(json["daemonSocketDir"], json!(socket));
+        assert_eq!(json["cniConfigDir"], json!(layout.conf_dir()));
+        assert_eq!(json["multusConfigFile"], "auto");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_tree_is_microk8s() {
+        let dir = scratch();
+        let layout = MicroK8s::create_seen_as(&dir, Path::new("/"));
+        assert_eq!(
+            std::fs::read_link(dir.join("var/snap/microk8s/current")).unwrap(),
+            Path::new(REVISION)
+        );
+        assert!(layout.bin_dir().is_dir() && layout.conf_dir().join("multus.d").is_dir());
+        assert_eq!(
+            layout.node_path(&layout.bin_dir()),
+            Path::new("/var/snap/microk8s/current/opt/cni/bin")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
