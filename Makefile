@@ -22,7 +22,7 @@ FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
 FUZZ_SLOW_DIVISOR ?= 10
 
-.PHONY: all build release test stress fuzz fuzz-smoke conformance demo bench deps venv lint clean clean-netns
+.PHONY: all build release test stress fuzz fuzz-smoke conformance demo bench deps venv peers lint clean clean-netns
 
 all: build
 
@@ -47,6 +47,12 @@ $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
+
+## peers: the real peers (Multus 3.9 and 4, whereabouts, the upstream plugins, Kubernetes 1.34, crictl), pinned
+## in tests/peers/ and built from the Go module proxy into a cache outside the clone: ROSLAN_PEERS_DIR,
+## default /var/cache/roslan/peers. Builds only what is missing (a second run does nothing); see tests/peers/README.md.
+peers:
+	tests/peers/build.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

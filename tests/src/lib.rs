@@ -1,17 +1,23 @@
-//! Black-box test support for roslan: throwaway LANs in network namespaces ([`lan`], [`netns`]) and
-//! a runner that calls a CNI plugin binary the way a runtime does ([`plugin`]).
+//! Black-box test support for roslan: throwaway LANs in network namespaces ([`lan`], [`netns`]), a
+//! runner that calls a CNI plugin binary the way a runtime does ([`plugin`]), and the real peers built
+//! by `make peers` ([`peers`]) with a control plane made of them ([`apiserver`]).
 //!
 //! The integration tests in `tests/` and the `cni-conformance` runner are built on this; neither
 //! links the plugin's code, they only run its binary.
 
+pub mod apiserver;
 pub mod bench;
 pub mod conformance;
+pub mod daemon;
 pub mod dds;
 pub mod lan;
 pub mod multus;
 pub mod netns;
+pub mod peers;
+pub mod pki;
 pub mod plugin;
 pub mod traffic;
 
 pub use lan::{Lan, MultiNodeLan, Pod};
+pub use peers::{peer, peer_bin};
 pub use plugin::{Call, Reply, reference_bin, roslan_bin};
