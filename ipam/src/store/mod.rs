@@ -18,6 +18,7 @@
 //! the number of reservations and stays correct when host-local or anything else changes the directory.
 
 mod index;
+mod sticky;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -29,6 +30,8 @@ use nix::fcntl::OFlag;
 
 use crate::IpamError;
 use crate::range::{RangeSet, canonical};
+
+pub use sticky::PodRef;
 
 /// Default data directory, as host-local's.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -272,6 +275,17 @@ impl LockedStore<'_> {
     /// Reserves `ip` for `owner` by creating its file exclusively; `false` if someone holds it already.
     /// Also moves set `set_index`'s round-robin cursor to `ip`, as host-local does on every reservation.
     pub fn reserve(&mut self, ip: IpAddr, owner: &Owner, set_index: usize) -> Result<bool, IpamError> {
+        self.create_reservation(ip, owner, Some(set_index))
+    }
+
+    /// Reserves `ip` for `owner` like [`LockedStore::reserve`], leaving the round-robin cursor where it
+    /// is: a pod getting back its sticky address must not send the next new pod to the address after it,
+    /// which a recently gone pod may still hope to get back.
+    pub fn reserve_keeping_cursor(&mut self, ip: IpAddr, owner: &Owner) -> Result<bool, IpamError> {
+        self.create_reservation(ip, owner, None)
+    }
+
+    fn create_reservation(&mut self, ip: IpAddr, owner: &Owner, cursor: Option<usize>) -> Result<bool, IpamError> {
         let path = self.path_of(ip);
         let created = OpenOptions::new()
             .read(true)
@@ -293,7 +307,9 @@ impl LockedStore<'_> {
         self.dirty = true;
         // A reservation whose cursor cannot be written is given back, not left behind: the caller
         // sees an error and would never release an address it was not told about.
-        if let Err(err) = self.write_last_reserved(set_index, ip) {
+        if let Some(set_index) = cursor
+            && let Err(err) = self.write_last_reserved(set_index, ip)
+        {
             let _ = fs::remove_file(&path);
             return Err(err);
         }
