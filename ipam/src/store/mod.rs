@@ -203,6 +203,17 @@ impl Store {
         &self.dir
     }
 
+    /// The addresses that have a reservation file, from one directory listing. Without the lock this is
+    /// a snapshot, good for counting (the node agent's headroom), never for deciding a reservation.
+    pub fn addresses(&self) -> Result<Vec<IpAddr>, IpamError> {
+        let entries = fs::read_dir(&self.dir).map_err(IpamError::io("list", &self.dir))?;
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().and_then(parse_address))
+            .collect())
+    }
+
     /// Takes the exclusive `flock` on `lock`, waiting for other holders (host-local included). The lock
     /// must be a regular file: a link is refused like every link in the store, and a FIFO or device
     /// planted there is opened without blocking and refused.
@@ -379,6 +390,15 @@ impl LockedStore<'_> {
                 self.drop_index();
                 Ok(None)
             }
+        }
+    }
+
+    /// Tells the store that the range sets allocated from have changed (the node agent leased or gave
+    /// back a block): the index drops its bitmaps, which are per set, so that those of sets no longer
+    /// used do not pile up and slow every reservation that updates them. They are rebuilt on next use.
+    pub fn sets_changed(&mut self) {
+        if let Some(index) = &self.index {
+            index.drop_bitmaps();
         }
     }
 

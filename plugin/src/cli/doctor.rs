@@ -766,7 +766,7 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
             return;
         }
         Some((IpamConf::Builtin(builtin), conf)) => {
-            let sets = match builtin.node_sets() {
+            let sets = match builtin.node_sets(&conf.name) {
                 Ok(sets) => sets.to_vec(),
                 Err(err) => {
                     out.push(Finding::fail(
