@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static
+APT_PACKAGES := iproute2 iputils-ping iputils-arping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
