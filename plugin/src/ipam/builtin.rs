@@ -135,7 +135,7 @@ fn exhausted_blocks(err: Error, network: &str, ipam: &BuiltinIpam) -> Error {
         (Error::Ipam(IpamError::Exhausted { index, set }), Some(blocks)) => {
             let threshold = blocks
                 .min_free
-                .map_or_else(|| "one block's worth".to_string(), |n| n.to_string());
+                .map_or_else(|| "a block's worth of".to_string(), |n| n.to_string());
             Error::TryAgain(format!(
                 "no free address in this node's blocks of range set {index} ({set}) of network {network:?}: the agent \
                  leases another block when fewer than {threshold} addresses are free and has not yet; {AGENT_HINT} (the \
