@@ -185,7 +185,170 @@ fn wait_agree(cluster: &Cluster, what: &str) {
     );
 }
 
+/// `roslan probe --send --json` from `from`'s namespace to the listeners at `to`.
+fn probe_send(cluster: &Cluster, from: &Attached, to: &[&str]) -> Value {
+    let plugin = cluster.nodes[from.node].plugin();
+    let mut args = vec!["probe", "--send", "--json", "--count", "5", "--interval-ms", "50"];
+    for address in to {
+        args.extend(["--to", address]);
+    }
+    let out = from.pod.ns.exec(plugin.to_str().expect("utf-8"), &args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "probe JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The cross-node probe mesh: a listener in one pod per node, each of them sending to the others, IPv4
+/// and IPv6 DDS groups; then one node's bridge port stops flooding multicast while snooping runs without
+/// a querier (what a managed switch without a querier does to a port whose membership it lost), and the
+/// probe must name that cause.
+fn probe_mesh(cluster: &Cluster, attached: &[Attached]) {
+    let members: Vec<&Attached> = (0..3)
+        .map(|n| attached.iter().find(|a| a.node == n).expect("a pod per node"))
+        .collect();
+    let mut listeners: Vec<std::process::Child> = members
+        .iter()
+        .map(|m| {
+            let plugin = cluster.nodes[m.node].plugin();
+            m.pod
+                .ns
+                .command(plugin.to_str().expect("utf-8"))
+                .args([
+                    "probe",
+                    "--listen",
+                    "--for",
+                    "25",
+                    "--name",
+                    &format!("node-{}", m.node),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start a listener")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut matrix = Vec::new();
+    for from in &members {
+        let to: Vec<&str> = members
+            .iter()
+            .filter(|m| m.node != from.node)
+            .map(|m| m.ip.as_str())
+            .collect();
+        let report = probe_send(cluster, from, &to);
+        assert_eq!(report["ok"], true, "probe from node-{}: {report:#}", from.node);
+        for pair in report["pairs"].as_array().expect("pairs") {
+            for (group, stats) in pair["groups"].as_object().expect("groups") {
+                matrix.push(format!(
+                    "node-{} -> {} {group}: {}/{} rtt {} ms",
+                    from.node,
+                    pair["listener"].as_str().unwrap_or("?"),
+                    stats["received"],
+                    stats["sent"],
+                    stats["rtt_ms"]["median"]
+                ));
+            }
+        }
+    }
+    println!("probe mesh:\n  {}", matrix.join("\n  "));
+
+    // Snooping without a querier, and node 2's port no longer flooded: unicast still works, the groups
+    // do not, and the probe says why.
+    let host = &cluster.lan.host;
+    host.ip(&[
+        "link",
+        "set",
+        "br0",
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "1",
+        "mcast_querier",
+        "0",
+    ]);
+    roslan_tests::netns::sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            host.name(),
+            "bridge",
+            "link",
+            "set",
+            "dev",
+            "port2",
+            "mcast_flood",
+            "off",
+        ],
+    );
+    let report = probe_send(cluster, members[0], &[members[2].ip.as_str()]);
+    roslan_tests::netns::sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            host.name(),
+            "bridge",
+            "link",
+            "set",
+            "dev",
+            "port2",
+            "mcast_flood",
+            "on",
+        ],
+    );
+    host.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"]);
+    assert_eq!(report["ok"], false, "{report:#}");
+    let pair = &report["pairs"][0];
+    assert!(pair["unicast"]["received"].as_u64().unwrap_or(0) > 0, "{report:#}");
+    assert_eq!(pair["groups"]["239.255.0.1"]["received"], 0, "{report:#}");
+    let hints = report["hints"].to_string();
+    assert!(
+        hints.contains("no IGMP querier") && hints.contains("snooping"),
+        "the probe names the missing querier: {report:#}"
+    );
+    for listener in &mut listeners {
+        let _ = listener.kill();
+        let _ = listener.wait();
+    }
+}
+
 /// Whether the IPv4 address `ip` lies in one of the CIDR `blocks`.
+/// `roslan doctor --json` on node `i` for the network (no querier wait): its findings by check name.
+fn doctor(cluster: &Cluster, i: usize) -> BTreeMap<String, (String, String)> {
+    let node = &cluster.nodes[i];
+    let file = node.root.join("network.json");
+    std::fs::write(&file, cluster.config(i).to_string()).expect("write config");
+    let out = cluster.lan.nodes[i].exec(
+        node.plugin().to_str().expect("utf-8"),
+        &[
+            "doctor",
+            "--json",
+            "--querier-wait",
+            "0",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--cni-bin-dir",
+            node.root.join("opt/cni/bin").to_str().expect("utf-8"),
+        ],
+    );
+    let findings: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("doctor JSON: {}", String::from_utf8_lossy(&out.stdout)));
+    findings
+        .as_array()
+        .expect("a list of findings")
+        .iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (text("check"), (text("status"), text("detail")))
+        })
+        .collect()
+}
+
 fn in_blocks(ip: &str, blocks: &[String]) -> bool {
     let ip = u32::from(ip.parse::<std::net::Ipv4Addr>().expect("an IPv4 address"));
     blocks.iter().any(|b| {
@@ -240,6 +403,8 @@ fn node_blocks_across_three_nodes() {
         "addresses that do not answer ARP from exactly one MAC: {bad:?}"
     );
 
+    probe_mesh(&cluster, &attached);
+
     // The API server goes away: pods still start on every node, from the blocks each holds.
     cluster.cp.stop_apiserver();
     for i in 0..3 {
@@ -251,6 +416,14 @@ fn node_blocks_across_three_nodes() {
             || node.agent_log(),
         );
     }
+    // The doctor, which asks no API server either, says what the node holds and that its agent is cut off.
+    let findings = doctor(&cluster, 0);
+    assert_eq!(findings["blocks"].0, "pass", "{findings:?}");
+    assert_eq!(findings["agent"].0, "warn", "{findings:?}");
+    assert!(
+        findings["agent"].1.contains("cannot reach the API server"),
+        "{findings:?}"
+    );
     let offline = attach_all(&cluster, &[0, 1, 2], 8, "offline");
     assert!(
         offline.iter().all(|a| a.retries == 0),
@@ -275,6 +448,9 @@ fn node_blocks_across_three_nodes() {
         );
     }
     wait_agree(&cluster, "blocks files match the Leases after the API server came back");
+    let findings = doctor(&cluster, 0);
+    assert_eq!(findings["agent"].0, "pass", "{findings:?}");
+    assert_eq!(findings["ipam-free"].0, "pass", "{findings:?}");
 
     // Node 2 is deleted: its Leases go with it, its agent stops handing out its blocks, others lease them.
     let node2_blocks = cluster.leased_by("node-2");
