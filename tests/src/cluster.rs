@@ -124,6 +124,70 @@ pub fn wait_until<T>(
     }
 }
 
+/// A kubeconfig with a token of service account `namespace/name` (TokenRequest, as the kubelet mounts
+/// one into a pod), its context's namespace `namespace`: what a pod of that account would use.
+pub fn service_account_kubeconfig(cp: &ControlPlane, namespace: &str, name: &str) -> PathBuf {
+    let token = cp
+        .kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=4h"])
+        .trim()
+        .to_string();
+    let kubeconfig = cp.dir().join(format!("{namespace}-{name}.kubeconfig"));
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": cp.server(), "certificate-authority": cp.ca()}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": name, "namespace": namespace}}],
+        "current-context": "test",
+    });
+    std::fs::write(&kubeconfig, serde_json::to_vec_pretty(&config).expect("json")).expect("write kubeconfig");
+    kubeconfig
+}
+
+/// Installs the real whereabouts into `cp` from its own manifests (the pinned module's `doc/crds`, which
+/// `make peers` copies into the peers cache): its CRDs, and its service account with its ClusterRole
+/// (daemonset-install.yaml; the DaemonSet itself stays pending, no kubelet runs). Returns the kubeconfig
+/// of that service account, in namespace kube-system, where whereabouts keeps its pools and its lock.
+pub fn install_whereabouts(cp: &ControlPlane) -> PathBuf {
+    let crds = crate::peer("whereabouts").files("crds");
+    for crd in ["ippools", "overlappingrangeipreservations", "nodeslicepools"] {
+        let file = crds.join(format!("whereabouts.cni.cncf.io_{crd}.yaml"));
+        cp.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    }
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=30s",
+        "crd/ippools.whereabouts.cni.cncf.io",
+        "crd/overlappingrangeipreservations.whereabouts.cni.cncf.io",
+    ]);
+    cp.kubectl_ok(&[
+        "apply",
+        "-f",
+        crds.join("daemonset-install.yaml").to_str().expect("utf-8"),
+    ]);
+    service_account_kubeconfig(cp, "kube-system", "whereabouts")
+}
+
+/// A roslan configuration that delegates IPAM to whereabouts (`range` with `range_start`/`range_end`,
+/// the service account's `kubeconfig`).
+pub fn whereabouts_config(kubeconfig: &Path, range: &str, start: &str, end: &str) -> Value {
+    json!({
+        "cniVersion": "0.3.1",
+        "name": "wb-net",
+        "type": "roslan",
+        "master": MASTER,
+        "ipam": {
+            "type": "whereabouts",
+            "range": range,
+            "range_start": start,
+            "range_end": end,
+            "gateway": HOST_ADDR,
+            "kubernetes": {"kubeconfig": kubeconfig},
+        }
+    })
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -141,27 +205,7 @@ impl Cluster {
         // server: the agents below run with exactly the rights rbac.yaml grants.
         let manifests = repo().join("manifests");
         cp.kubectl_ok(&["apply", "-k", manifests.to_str().expect("utf-8 path")]);
-        let token = cp
-            .kubectl_ok(&[
-                "-n",
-                LEASE_NAMESPACE,
-                "create",
-                "token",
-                "roslan-install",
-                "--duration=4h",
-            ])
-            .trim()
-            .to_string();
-        let kubeconfig = cp.dir().join("roslan-install.kubeconfig");
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "test", "cluster": {"server": cp.server(), "certificate-authority": cp.ca()}}],
-            "users": [{"name": "roslan-install", "user": {"token": token}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "roslan-install"}}],
-            "current-context": "test",
-        });
-        std::fs::write(&kubeconfig, serde_json::to_vec_pretty(&config).expect("json")).expect("write kubeconfig");
+        let kubeconfig = service_account_kubeconfig(&cp, LEASE_NAMESPACE, "roslan-install");
         let mut nad_config = json!({
             "cniVersion": "0.3.1",
             "name": NETWORK,

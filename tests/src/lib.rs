@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod daemon;
 pub mod dds;
+pub mod forward;
 pub mod lan;
 pub mod multus;
 pub mod netns;
