@@ -259,6 +259,11 @@ fn probe_mesh(cluster: &Cluster, attached: &[Attached]) {
     // Snooping without a querier, and node 2's port no longer flooded: unicast still works, the groups
     // do not, and the probe says why.
     let host = &cluster.lan.host;
+    let bridge = |args: &[&str]| {
+        let mut all = vec!["netns", "exec", host.name(), "bridge"];
+        all.extend_from_slice(args);
+        roslan_tests::netns::sh("ip", &all);
+    };
     host.ip(&[
         "link",
         "set",
@@ -270,37 +275,9 @@ fn probe_mesh(cluster: &Cluster, attached: &[Attached]) {
         "mcast_querier",
         "0",
     ]);
-    roslan_tests::netns::sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            host.name(),
-            "bridge",
-            "link",
-            "set",
-            "dev",
-            "port2",
-            "mcast_flood",
-            "off",
-        ],
-    );
+    bridge(&["link", "set", "dev", "port2", "mcast_flood", "off"]);
     let report = probe_send(cluster, members[0], &[members[2].ip.as_str()]);
-    roslan_tests::netns::sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            host.name(),
-            "bridge",
-            "link",
-            "set",
-            "dev",
-            "port2",
-            "mcast_flood",
-            "on",
-        ],
-    );
+    bridge(&["link", "set", "dev", "port2", "mcast_flood", "on"]);
     host.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"]);
     assert_eq!(report["ok"], false, "{report:#}");
     let pair = &report["pairs"][0];

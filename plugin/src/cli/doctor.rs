@@ -541,7 +541,7 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
             } else {
                 query.source.to_string()
             };
-            let how = if query.solicited() {
+            let how = if query.solicited {
                 format!("answered a leave for {SOLICIT_GROUP} with a group-specific query")
             } else if query.group.is_unspecified() {
                 "general query".to_string()
@@ -566,7 +566,7 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
             ),
             snooping,
         )),
-        Ok(Outcome::Silent { solicited: false }) => {
+        Ok(Outcome::Silent { solicited: false } | Outcome::Tentative) => {
             let why = if options.passive {
                 "listened only (--passive)"
             } else {
@@ -612,7 +612,7 @@ fn push_mld_finding(
             "run roslan doctor as root (it needs CAP_NET_RAW)",
         )),
         Ok(mld::Outcome::Heard(query)) => {
-            let how = if query.solicited() {
+            let how = if query.solicited {
                 format!(
                     "answered a leave for {} with a multicast-address-specific query",
                     mld::SOLICIT_GROUP

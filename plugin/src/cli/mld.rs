@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, SockaddrIn6, recvfrom, sendto, setsockopt, sockopt};
+use nix::sys::socket::{MsgFlags, SockaddrIn6, sendto, setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 use roslan_ipam_core::file::{Links, read_regular};
 
@@ -39,39 +39,9 @@ const MLD_V2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
 const HOP_BY_HOP_ROUTER_ALERT: [u8; 8] = [0, 0, 5, 2, 0, 0, 1, 0];
 
 /// An MLD query that was heard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Query {
-    /// The querier's (link-local) address.
-    pub source: Ipv6Addr,
-    /// `::` for a general query, else the group asked about.
-    pub group: Ipv6Addr,
-    /// MLD version of the query (1 or 2, from its length).
-    pub version: u8,
-    /// When it arrived, from the start of listening.
-    pub after: Duration,
-}
-
-impl Query {
-    /// True if it is the answer to the solicitation.
-    pub fn solicited(&self) -> bool {
-        self.group == SOLICIT_GROUP
-    }
-}
-
+pub type Query = super::querier::Query<Ipv6Addr>;
 /// What listening found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A query arrived.
-    Heard(Query),
-    /// Nothing within the wait. `solicited` says whether a leave was sent to provoke one.
-    Silent {
-        /// Whether the solicitation was sent.
-        solicited: bool,
-    },
-    /// Nothing within the wait, and no leave could be sent: the master's link-local address stayed in
-    /// duplicate address detection all along (a link that has just come up).
-    Tentative,
-}
+pub type Outcome = super::querier::Outcome<Ipv6Addr>;
 
 /// Creates the raw ICMPv6 socket. nix offers no IPPROTO_ICMPV6 raw socket constructor, hence libc.
 fn raw_icmpv6_socket() -> io::Result<OwnedFd> {
@@ -224,25 +194,17 @@ pub fn listen(master: &str, index: u32, solicit_first: bool, wait: Duration) -> 
     } else {
         None
     };
-    let mut buf = [0u8; 1500];
-    while start.elapsed() < wait {
-        match recvfrom::<SockaddrIn6>(fd.as_raw_fd(), &mut buf) {
-            Ok((len, from)) => {
-                if let Some((group, version)) = parse_query(&buf[..len]) {
-                    return Ok(Outcome::Heard(Query {
-                        source: from.map_or(Ipv6Addr::UNSPECIFIED, |a| a.ip()),
-                        group,
-                        version,
-                        after: start.elapsed(),
-                    }));
-                }
-            }
-            Err(Errno::EAGAIN | Errno::EINTR) => {}
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-    Ok(Outcome::Silent {
-        solicited: solicit_first,
+    super::querier::first_query(&fd, start, wait, solicit_first, |message, from, after| {
+        let (group, version) = parse_query(message)?;
+        Some(Query {
+            source: from
+                .and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()))
+                .unwrap_or(Ipv6Addr::UNSPECIFIED),
+            group,
+            version,
+            after,
+            solicited: group == SOLICIT_GROUP,
+        })
     })
 }
 

@@ -6,6 +6,7 @@ pub mod doctor;
 mod igmp;
 mod mld;
 pub mod probe;
+mod querier;
 mod remote;
 mod route;
 pub mod validate;

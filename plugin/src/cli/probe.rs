@@ -804,12 +804,18 @@ impl Report<'_> {
             out.push_str(&line);
             out.push('\n');
         }
-        out.push_str(&format!("verdict: {}\n", self.verdict()));
-        for hint in self.hints() {
-            out.push_str(&format!("hint: {hint}\n"));
-        }
+        out.push_str(&verdict_lines(&self.verdict(), &self.hints()));
         out
     }
+}
+
+/// The closing lines of a report: the verdict, then one line per hint.
+pub(super) fn verdict_lines(verdict: &str, hints: &[String]) -> String {
+    let mut out = format!("verdict: {verdict}\n");
+    for hint in hints {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
 }
 
 #[cfg(test)]

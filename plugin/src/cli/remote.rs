@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::{Value, json};
 
 use super::args::{self, Spec};
-use super::probe::{Facts, Place, latency, millis, receiver_socket, run_id};
+use super::probe::{Facts, Place, latency, millis, receiver_socket, run_id, verdict_lines};
 use super::route::{self, LookupError, RouteAnswer};
 use super::{igmp, mld};
 
@@ -577,7 +577,7 @@ fn querier_on(dev: &str, v4: bool, facts: &Facts, wait: Duration) -> String {
             });
         match igmp::listen(dev, own, wait) {
             Ok(igmp::Outcome::Heard(q)) => format!("an IGMPv{} querier ({}) answers on {dev}", q.version, q.source),
-            Ok(igmp::Outcome::Silent { .. }) => format!("no IGMP querier answers on {dev}"),
+            Ok(_) => format!("no IGMP querier answers on {dev}"),
             Err(err) => format!("cannot listen for IGMP on {dev}: {err}"),
         }
     } else {
@@ -822,10 +822,7 @@ impl Report<'_> {
                 parts.join("; ")
             ));
         }
-        out.push_str(&format!("verdict: {}\n", self.verdict()));
-        for hint in self.hints() {
-            out.push_str(&format!("hint: {hint}\n"));
-        }
+        out.push_str(&verdict_lines(&self.verdict(), &self.hints()));
         out
     }
 }

@@ -325,7 +325,13 @@ fn probe(lan: &Lan, iterations: usize) -> Value {
 }
 
 /// The environment of one call with CNI_ARGS naming the pod (whereabouts refuses an ADD without them).
-fn env_args<'a>(command: &'a str, id: &'a str, pod: &'a str, cni_path: &'a str, args: &'a str) -> Vec<(&'a str, &'a str)> {
+fn env_args<'a>(
+    command: &'a str,
+    id: &'a str,
+    pod: &'a str,
+    cni_path: &'a str,
+    args: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     let mut env = env_with_path(command, id, pod, cni_path);
     env.push(("CNI_ARGS", args));
     env
@@ -337,7 +343,9 @@ fn audited(log: &Path, from: usize, user: &str) -> (usize, BTreeMap<String, usiz
     let mut verbs = BTreeMap::new();
     let mut total = 0;
     for line in text.lines().skip(from) {
-        let Ok(event) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         if event["user"]["username"] != user {
             continue;
         }
@@ -380,7 +388,8 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
     }
     // The NAD says 10.77.2.10-250 (v4_slice(1)); plain IPAM uses 10.77.1.x.
     let nad_ipam = json!({"type": "host-local", "ranges": v4_slice(1), "nodeBlocks": {"size": 28}});
-    let nad = json!({"cniVersion": "1.0.0", "name": "blocks-net", "type": "roslan", "master": MASTER, "ipam": nad_ipam});
+    let nad =
+        json!({"cniVersion": "1.0.0", "name": "blocks-net", "type": "roslan", "master": MASTER, "ipam": nad_ipam});
     cp.apply(
         &json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
                 "metadata": {"name": "blocks-net", "namespace": "default"}, "spec": {"config": nad.to_string()}})
@@ -414,7 +423,11 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
         std::fs::read_to_string(&blocks_file).is_ok_and(|t| t.lines().filter(|l| l.starts_with("block ")).count() >= n)
     };
     while !has_blocks(1) {
-        assert!(started.elapsed() < Duration::from_secs(60), "no first block: {}", agent.log_tail(30));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no first block: {}",
+            agent.log_tail(30)
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let first_block = started.elapsed();
@@ -442,7 +455,13 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
         before.bin = dir.join("roslan");
         plugins.push(before);
     }
-    let s = rounds(&plugins, &pods(plugins.len()), iterations, Duration::from_millis(100), false);
+    let s = rounds(
+        &plugins,
+        &pods(plugins.len()),
+        iterations,
+        Duration::from_millis(100),
+        false,
+    );
     let stats: Vec<(Stats, Stats)> = (0..plugins.len())
         .map(|k| (Stats::of(&s.add[k]), Stats::of(&s.del[k])))
         .collect();
@@ -469,15 +488,22 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
     let agent_user = "system:serviceaccount:roslan:roslan-install";
     let (agent_requests, agent_verbs) = audited(&audit, mark, agent_user);
     for (i, pod) in pods100.iter().enumerate() {
-        time_call(&plugins[1].bin, &env("DEL", &format!("hundred-{i}"), &pod.path()), &blocks_conf);
+        time_call(
+            &plugins[1].bin,
+            &env("DEL", &format!("hundred-{i}"), &pod.path()),
+            &blocks_conf,
+        );
     }
 
     // whereabouts through roslan: sequential ADD and DEL, then 100 ADDs' worth of requests.
     let wb_conf = serde_json::to_vec(&{
         let mut conf = whereabouts_config(&wb_kubeconfig, SUBNET, "10.77.6.1", "10.77.6.250");
         let flat = lan.dir().join("whereabouts.conf");
-        std::fs::write(&flat, json!({"datastore": "kubernetes", "kubernetes": {"kubeconfig": wb_kubeconfig}}).to_string())
-            .unwrap();
+        std::fs::write(
+            &flat,
+            json!({"datastore": "kubernetes", "kubernetes": {"kubeconfig": wb_kubeconfig}}).to_string(),
+        )
+        .unwrap();
         conf["ipam"]["configuration_path"] = json!(flat);
         conf["logLevel"] = json!("warn");
         conf
@@ -492,10 +518,18 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
     for i in 0..wb_rounds + 3 {
         let id = format!("wb-{i}");
         let args = format!("IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=wb-{i}");
-        let (took, ok, out) = time_call(&bin("roslan"), &env_args("ADD", &id, &wb_pod.path(), &wb_path, &args), &wb_conf);
+        let (took, ok, out) = time_call(
+            &bin("roslan"),
+            &env_args("ADD", &id, &wb_pod.path(), &wb_path, &args),
+            &wb_conf,
+        );
         assert!(ok, "whereabouts ADD: {}", String::from_utf8_lossy(&out));
         wb_adds += 1;
-        let (took_del, ok, out) = time_call(&bin("roslan"), &env_args("DEL", &id, &wb_pod.path(), &wb_path, &args), &wb_conf);
+        let (took_del, ok, out) = time_call(
+            &bin("roslan"),
+            &env_args("DEL", &id, &wb_pod.path(), &wb_path, &args),
+            &wb_conf,
+        );
         assert!(ok, "whereabouts DEL: {}", String::from_utf8_lossy(&out));
         if i >= 3 {
             wb_add.push(took);
@@ -513,14 +547,21 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
     for i in 0..20 {
         let id = format!("offline-{i}");
         let (took, ok, out) = time_call(&plugins[1].bin, &env("ADD", &id, &offline_pod.path()), &blocks_conf);
-        assert!(ok, "nodeBlocks ADD without the API server: {}", String::from_utf8_lossy(&out));
+        assert!(
+            ok,
+            "nodeBlocks ADD without the API server: {}",
+            String::from_utf8_lossy(&out)
+        );
         offline.push(took);
         time_call(&plugins[1].bin, &env("DEL", &id, &offline_pod.path()), &blocks_conf);
     }
     eprintln!("whereabouts ADD without the API server (it gives up after about two minutes)...");
     let args = "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=offline";
-    let (wb_offline, wb_ok, wb_out) =
-        time_call(&bin("roslan"), &env_args("ADD", "wb-offline", &offline_pod.path(), &wb_path, args), &wb_conf);
+    let (wb_offline, wb_ok, wb_out) = time_call(
+        &bin("roslan"),
+        &env_args("ADD", "wb-offline", &offline_pod.path(), &wb_path, args),
+        &wb_conf,
+    );
     let wb_reply: Value = serde_json::from_slice(&wb_out).unwrap_or(Value::Null);
     cp.start_apiserver();
     agent.stop();
@@ -696,7 +737,13 @@ fn main() {
             "--out" => out = PathBuf::from(args.next().expect("--out FILE")),
             "--iterations" => iterations = args.next().and_then(|n| n.parse().ok()).expect("--iterations N"),
             "--only" => {
-                only = Some(args.next().expect("--only SECTION[,SECTION]").split(',').map(str::to_string).collect())
+                only = Some(
+                    args.next()
+                        .expect("--only SECTION[,SECTION]")
+                        .split(',')
+                        .map(str::to_string)
+                        .collect(),
+                )
             }
             "--baseline-bin" => baseline = Some(PathBuf::from(args.next().expect("--baseline-bin DIR"))),
             "--bin-dir" => {
@@ -733,7 +780,9 @@ fn main() {
         ("dual_stack", &|| dual_stack(&lan, 8)),
         ("concurrency", &|| concurrency(&lan, 2)),
         ("probe", &|| probe(&lan, 20)),
-        ("discovery", &|| roslan_tests::dds::discovery_bench_with(&lan, 20, &bin("roslan"))),
+        ("discovery", &|| {
+            roslan_tests::dds::discovery_bench_with(&lan, 20, &bin("roslan"))
+        }),
         ("node_blocks", &|| node_blocks(&lan, iterations, baseline.as_deref())),
     ];
     for (name, run) in &sections {
@@ -1001,8 +1050,11 @@ fn blocks_report(n: &Value) -> String {
     let w = &mut md;
     let wb = &n["whereabouts"];
     let agent = &n["agent"];
-    let _ = writeln!(w, "## Per-node blocks (`nodeBlocks`) and whereabouts
-");
+    let _ = writeln!(
+        w,
+        "## Per-node blocks (`nodeBlocks`) and whereabouts
+"
+    );
     let _ = writeln!(
         w,
         "A real control plane (Debian's etcd, kube-apiserver {} with an audit log of every request) in the node's namespace, roslan's manifests applied, and the block agent (`roslan-install --lease-blocks`, defaults: a look every second, the cluster re-read every 30 s) with the service account's token. roslan with plain built-in IPAM and with `nodeBlocks` (/28 blocks) are timed interleaved as above; roslan delegating to whereabouts {} (its own CRDs and RBAC) is timed in {} sequential ADD/DEL rounds.\n",
@@ -1011,8 +1063,18 @@ fn blocks_report(n: &Value) -> String {
         wb["rounds"]
     );
     let _ = writeln!(w, "| | ADD ms | DEL ms |\n|---|---|---|");
-    let _ = writeln!(w, "| roslan, plain built-in IPAM | {} | {} |", cell(&n["plain"]["add"]), cell(&n["plain"]["del"]));
-    let _ = writeln!(w, "| roslan, `nodeBlocks` | {} | {} |", cell(&n["node_blocks"]["add"]), cell(&n["node_blocks"]["del"]));
+    let _ = writeln!(
+        w,
+        "| roslan, plain built-in IPAM | {} | {} |",
+        cell(&n["plain"]["add"]),
+        cell(&n["plain"]["del"])
+    );
+    let _ = writeln!(
+        w,
+        "| roslan, `nodeBlocks` | {} | {} |",
+        cell(&n["node_blocks"]["add"]),
+        cell(&n["node_blocks"]["del"])
+    );
     if !n["baseline"].is_null() {
         let _ = writeln!(
             w,
@@ -1021,7 +1083,12 @@ fn blocks_report(n: &Value) -> String {
             cell(&n["baseline"]["del"])
         );
     }
-    let _ = writeln!(w, "| roslan + whereabouts | {} | {} |\n", cell(&wb["add"]), cell(&wb["del"]));
+    let _ = writeln!(
+        w,
+        "| roslan + whereabouts | {} | {} |\n",
+        cell(&wb["add"]),
+        cell(&wb["del"])
+    );
     let _ = writeln!(
         w,
         "- `nodeBlocks` ADD is **{}x** plain built-in IPAM (goal: within 1.10x): it reads one small file more, under the lock it takes anyway.",
@@ -1057,7 +1124,11 @@ fn blocks_report(n: &Value) -> String {
         w,
         "- With the API server stopped: `nodeBlocks` ADDs keep working from the blocks the node holds ({} ms, 20 of 20); whereabouts' ADD {} after **{} s** ({}).",
         offline["median_ms"],
-        if wb["offline_add_ok"] == true { "succeeded" } else { "failed" },
+        if wb["offline_add_ok"] == true {
+            "succeeded"
+        } else {
+            "failed"
+        },
         wb["offline_add_seconds"],
         wb["offline_add_reply"]["msg"].as_str().unwrap_or("no reply")
     );
