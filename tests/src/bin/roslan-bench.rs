@@ -1040,12 +1040,12 @@ fn report(r: &Value) -> String {
     );
     md.push_str(&roslan_tests::dds::discovery_report(&r["discovery"]));
     if !r["node_blocks"].is_null() {
-        md.push_str(&blocks_report(&r["node_blocks"]));
+        md.push_str(&blocks_report(&r["node_blocks"], &r["binaries"]));
     }
     md
 }
 
-fn blocks_report(n: &Value) -> String {
+fn blocks_report(n: &Value, binaries: &Value) -> String {
     let mut md = String::new();
     let w = &mut md;
     let wb = &n["whereabouts"];
@@ -1136,7 +1136,7 @@ fn blocks_report(n: &Value) -> String {
         let _ = writeln!(
             w,
             "- The plugin binary before `nodeBlocks`: {} bytes; now {} bytes (the Kubernetes client is in roslan-install only).",
-            n["baseline_binary"]["bytes"], "see Binary sizes above"
+            n["baseline_binary"]["bytes"], binaries["roslan"]["bytes"]
         );
     }
     let _ = writeln!(w);
