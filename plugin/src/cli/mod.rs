@@ -24,6 +24,8 @@ pub fn run(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         Some("validate") => validate::run(&args[1..]),
         Some("doctor") => doctor::run(&args[1..]),
+        // Between machines (listeners echo to a sender) or between namespaces of this one.
+        Some("probe") if args[1..].iter().any(|a| a == "--listen" || a == "--send") => remote::run(&args[1..]),
         Some("probe") => probe::run(&args[1..]),
         Some("--version" | "version") => {
             println!("roslan {}", env!("CARGO_PKG_VERSION"));

@@ -425,12 +425,8 @@ pub(super) fn run_id() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Runs the probe; returns the exit code. `--listen` and `--send` are the probe between machines
-/// ([`super::remote`]).
+/// Runs the probe; returns the exit code.
 pub fn run(argv: &[String]) -> i32 {
-    if argv.iter().any(|a| a == "--listen" || a == "--send") {
-        return super::remote::run(argv);
-    }
     let options = match options(argv) {
         Ok(options) => options,
         Err(msg) => {
