@@ -255,6 +255,8 @@ impl Agent {
             self.health.since = now;
             self.health.error = None;
             self.next_sync = Instant::now();
+            // What waited for the API server may go now.
+            self.cooldown.clear();
         }
         self.health.backoff = BACKOFF_MIN;
         self.health.last_contact = Some(now);
@@ -608,6 +610,8 @@ impl Agent {
             return;
         }
         let selector = format!("{}={}", lease::NETWORK_LABEL, lease::network_label(network));
+        // A refusal (RBAC, an invalid object) would be refused again at the next look: wait for the resync.
+        self.cooldown.insert(key.clone(), Instant::now() + self.config.resync);
         let Some(all) = self.answered("list Leases", cluster.block_leases(&selector).await) else {
             return;
         };
@@ -642,6 +646,8 @@ impl Agent {
                 None => return,
             }
         }
+        // Answered: the next look may lease again at once if still short.
+        self.cooldown.remove(&key);
         if leased == 0 {
             let mut holders: BTreeMap<&str, usize> = BTreeMap::new();
             for l in all.iter().filter(|l| l.network == network) {
@@ -692,11 +698,21 @@ impl Agent {
     async fn finish_releases(&mut self) {
         let Some(cluster) = self.cluster.clone() else { return };
         while let Some((network, block, uid)) = self.releasing.first().cloned() {
-            match self.answered("delete Lease", cluster.delete(&network, block, uid.as_deref()).await) {
-                Some(()) => {
+            match cluster.delete(&network, block, uid.as_deref()).await {
+                Ok(()) => {
+                    self.contact();
                     self.releasing.remove(0);
                 }
-                None => return,
+                // Not this agent's to delete any more (another object by that name): nothing to give back.
+                Err(ApiError::Refused(text)) => {
+                    self.contact();
+                    warn!("blocks: the Lease of block {block} of network {network:?} was not deleted: {text}");
+                    self.releasing.remove(0);
+                }
+                Err(ApiError::Unreachable(text)) => {
+                    self.unreachable("delete Lease", &text);
+                    return;
+                }
             }
         }
     }

@@ -2,10 +2,14 @@
 //! by the same code; writes docs/benchmarks.md (and the raw numbers next to it as JSON, which
 //! tests/bench/chart.py turns into docs/benchmarks-add-latency.png).
 //!
-//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N] [--bin-dir DIR]
+//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N] [--bin-dir DIR] [--only SECTION,...]
+//!                     [--baseline-bin DIR] [--render]
 //!
 //! `--bin-dir` is where `roslan` and `roslan-ipam` are (`make bench` passes the static release
-//! directory); by default, the directory of roslan-bench itself. `roslan-bench --measure-exec LABEL
+//! directory); by default, the directory of roslan-bench itself. `--only node_blocks` runs the named
+//! sections alone and merges them into the last run's JSON (each such section records its machine);
+//! `--baseline-bin DIR` times an older `roslan` beside the current one in the `node_blocks` section;
+//! `--render` rewrites the report from the JSON without measuring. `roslan-bench --measure-exec LABEL
 //! PROGRAM` is the measuring wrapper the memory section runs (see `roslan_tests::bench`).
 
 use std::collections::BTreeMap;
@@ -570,6 +574,7 @@ fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
     let row = |k: usize| json!({"add": stats[k].0.json(), "del": stats[k].1.json()});
     let plain_add = stats[0].0.median;
     json!({
+        "machine": machine(),
         "plain": row(0),
         "node_blocks": row(1),
         "baseline": by_label("baseline").map(row),
@@ -746,13 +751,21 @@ fn main() {
                 )
             }
             "--baseline-bin" => baseline = Some(PathBuf::from(args.next().expect("--baseline-bin DIR"))),
+            // Rewrites the report from the numbers already in the JSON next to it, measuring nothing.
+            "--render" => {
+                let json = out.with_extension("json");
+                let text = std::fs::read_to_string(&json).unwrap_or_else(|err| panic!("{}: {err}", json.display()));
+                let results: Value = serde_json::from_str(&text).expect("benchmarks JSON");
+                std::fs::write(&out, report(&results)).expect("write report");
+                return;
+            }
             "--bin-dir" => {
                 let dir = PathBuf::from(args.next().expect("--bin-dir DIR"));
                 BIN_DIR.set(dir).expect("--bin-dir given twice");
             }
             _ => {
                 eprintln!(
-                    "usage: roslan-bench [--out FILE] [--iterations N] [--bin-dir DIR] [--only SECTION,...] [--baseline-bin DIR]"
+                    "usage: roslan-bench [--out FILE] [--iterations N] [--bin-dir DIR] [--only SECTION,...] [--baseline-bin DIR] [--render]"
                 );
                 std::process::exit(2);
             }
@@ -770,7 +783,10 @@ fn main() {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_else(|| json!({})),
     };
-    results["machine"] = machine();
+    // A partial run keeps the machine of the run it merges into; its own sections say where they ran.
+    if only.is_none() || results["machine"].is_null() {
+        results["machine"] = machine();
+    }
     results["iterations"] = json!(iterations);
     results["binaries"] = binaries;
     let sections: [(&str, &dyn Fn() -> Value); 8] = [
@@ -1040,21 +1056,27 @@ fn report(r: &Value) -> String {
     );
     md.push_str(&roslan_tests::dds::discovery_report(&r["discovery"]));
     if !r["node_blocks"].is_null() {
-        md.push_str(&blocks_report(&r["node_blocks"], &r["binaries"]));
+        md.push_str(&blocks_report(&r["node_blocks"], &r["binaries"], &r["machine"]));
     }
     md
 }
 
-fn blocks_report(n: &Value, binaries: &Value) -> String {
+fn blocks_report(n: &Value, binaries: &Value, machine: &Value) -> String {
     let mut md = String::new();
     let w = &mut md;
     let wb = &n["whereabouts"];
     let agent = &n["agent"];
-    let _ = writeln!(
-        w,
-        "## Per-node blocks (`nodeBlocks`) and whereabouts
-"
-    );
+    let _ = writeln!(w, "\n## Per-node blocks (`nodeBlocks`) and whereabouts\n");
+    let here = &n["machine"];
+    if here["cpu"] != machine["cpu"] || here["kernel"] != machine["kernel"] {
+        let _ = writeln!(
+            w,
+            "Measured in a run of this section alone (`roslan-bench --only node_blocks`) on {} ({} CPUs), kernel {}: compare its rows with each other, not with the sections above.\n",
+            here["cpu"].as_str().unwrap_or(""),
+            here["cpus"],
+            here["kernel"].as_str().unwrap_or("")
+        );
+    }
     let _ = writeln!(
         w,
         "A real control plane (Debian's etcd, kube-apiserver {} with an audit log of every request) in the node's namespace, roslan's manifests applied, and the block agent (`roslan-install --lease-blocks`, defaults: a look every second, the cluster re-read every 30 s) with the service account's token. roslan with plain built-in IPAM and with `nodeBlocks` (/28 blocks) are timed interleaved as above; roslan delegating to whereabouts {} (its own CRDs and RBAC) is timed in {} sequential ADD/DEL rounds.\n",
@@ -1106,7 +1128,7 @@ fn blocks_report(n: &Value, binaries: &Value) -> String {
     };
     let _ = writeln!(
         w,
-        "- API requests per 100 ADDs: `nodeBlocks` **{}** (the agent's, in the {} s the 100 ADDs and a settling pause took: {}), none of them on an ADD's path; whereabouts **{}** (every ADD and DEL: {} over {} ADD/DEL pairs).",
+        "- API requests per 100 ADDs: `nodeBlocks` **{}** (the agent's, in the {} s the 100 ADDs and a settling pause took: {}; DEL makes none, and the agent's re-read of the cluster adds 3 every 30 s whatever the pods do), none of them on an ADD's path; whereabouts **{}** per 100 ADDs with their DELs (every ADD and DEL talks to the API server: {} over {} ADD/DEL pairs).",
         agent["requests_per_100_adds"],
         agent["window_seconds"],
         verbs(&agent["requests"]),
@@ -1122,7 +1144,7 @@ fn blocks_report(n: &Value, binaries: &Value) -> String {
     let offline = &n["offline_node_blocks_add"];
     let _ = writeln!(
         w,
-        "- With the API server stopped: `nodeBlocks` ADDs keep working from the blocks the node holds ({} ms, 20 of 20); whereabouts' ADD {} after **{} s** ({}).",
+        "- With the API server stopped: `nodeBlocks` ADDs keep working from the blocks the node holds ({} ms, 20 of 20); whereabouts' ADD {} after **{} s** ({}; whereabouts retries its Lease for up to 2 minutes, and roslan ends a delegate after 120 s): no pod on that network starts.",
         offline["median_ms"],
         if wb["offline_add_ok"] == true {
             "succeeded"
