@@ -59,7 +59,7 @@ read_conf() {
 	[ -n "$module" ] && [ -n "$cache_name" ] && [ ${#bins[@]} -gt 0 ] || die "$1: needs module, name and bin"
 }
 
-# The version of $module that go.mod requires (a plain read: the no-op path must not start the go command).
+# The version of $module that go.mod requires (a plain read, without the go command: the no-op path stays fast).
 module_version() {
 	awk -v m="$module" '$1 == "require" { $1 = ""; $0 = substr($0, 2) } $1 == m { print $2; exit }' "$1"
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, log_tail};
 use crate::netns::unique;
 use crate::peers::{peer, peer_bin};
 use crate::pki::{CertPair, Pki};
@@ -50,6 +50,40 @@ pub struct ControlPlane {
     apiserver: Option<Daemon>,
     controller_manager: Option<Daemon>,
     scheduler: Option<Daemon>,
+}
+
+/// Prefix of the control planes' directories in the temporary directory, followed by [`unique`].
+const DIR_PREFIX: &str = "roslan-cp-";
+
+/// Removes the directories of control planes whose test process was killed (its daemons died with it:
+/// see [`crate::daemon`]; a drop never ran to remove the directory).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('x').next().and_then(|p| u32::from_str_radix(p, 16).ok());
+        if pid.is_some_and(|pid| !process_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether `pid` runs: a killed test process whose parent was PID 1 stays a zombie here (PID 1 does
+/// not reap orphans on these machines), which counts as dead.
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may itself contain spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state != Some("Z")
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
@@ -102,11 +136,12 @@ impl ControlPlane {
     pub fn start_with(options: Options) -> ControlPlane {
         assert!(
             Path::new(ETCD).exists(),
-            "{ETCD} is missing: apt-get install etcd-server (`make deps` does)"
+            "{ETCD} is missing: apt-get install etcd-server"
         );
         // Fail before making anything when the peers are not built.
         peer_bin("kube-apiserver");
-        let dir = std::env::temp_dir().join(format!("roslan-cp-{}", unique()));
+        remove_stale_dirs();
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", unique()));
         std::fs::create_dir_all(dir.join("pki")).expect("create control plane dir");
         let pki = Pki::new(&dir.join("pki"));
 
@@ -223,7 +258,7 @@ impl ControlPlane {
                     .status
                     .success()
             },
-            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || log_tail(&log, 60),
         );
         self.controller_manager = Some(daemon);
     }
@@ -247,15 +282,10 @@ impl ControlPlane {
             || daemon.running(),
             || self.kubectl(&["get", "--raw", "/readyz"]).status.success(),
             || {
-                let tail = |p: &Path, n: usize| {
-                    let text = std::fs::read_to_string(p).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().collect();
-                    lines[lines.len().saturating_sub(n)..].join("\n")
-                };
                 format!(
                     "kube-apiserver log:\n{}\netcd log:\n{}",
-                    tail(&log, 40),
-                    tail(&etcd_log, 20)
+                    log_tail(&log, 40),
+                    log_tail(&etcd_log, 20)
                 )
             },
         );

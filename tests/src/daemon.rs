@@ -80,9 +80,7 @@ impl Daemon {
 
     /// The last `lines` lines of the log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        log_tail(&self.log, lines)
     }
 
     /// Stops the process: SIGTERM, SIGKILL after the grace time, and waits for it. Idempotent.
@@ -105,6 +103,13 @@ impl Daemon {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The last `lines` lines of a log file (empty when it cannot be read), for failure messages.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for Daemon {
