@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping iputils-arping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static
+APT_PACKAGES := iproute2 iputils-ping iputils-arping procps etcd-server openssl tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
@@ -62,7 +62,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
 
 ## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise.
-test: deps venv lint clean-netns
+test: deps venv peers lint clean-netns
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --target $(TARGET) -p roslan -p roslan-install
@@ -113,7 +113,7 @@ demo: deps release
 
 ## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md, the raw
 ## numbers in docs/benchmarks.json and the ADD latency chart docs/benchmarks-add-latency.png.
-bench: deps release venv
+bench: deps release venv peers
 	@if [ "$(ROOT)" != 0 ]; then echo "make bench needs root (it creates network namespaces)"; exit 1; fi
 	$(RELEASE_DIR)/roslan-bench --bin-dir $(RELEASE_DIR) --out docs/benchmarks.md
 	$(PYTHON) tests/bench/chart.py docs/benchmarks.json docs/benchmarks-add-latency.png
