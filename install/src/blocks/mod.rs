@@ -335,8 +335,11 @@ impl Agent {
                 .and_then(|plugins| plugins.iter().find(|p| p.pointer("/ipam/nodeBlocks").is_some()))
                 .cloned()
                 .map(|mut entry| {
-                    if let (Some(obj), Some(name)) = (entry.as_object_mut(), value.get("name")) {
-                        obj.entry("name").or_insert_with(|| name.clone());
+                    // The list's name and version are the entry's, as the runtime passes them.
+                    for key in ["name", "cniVersion"] {
+                        if let (Some(obj), Some(top)) = (entry.as_object_mut(), value.get(key)) {
+                            obj.entry(key).or_insert_with(|| top.clone());
+                        }
                     }
                     entry
                 })

@@ -97,6 +97,31 @@ impl BuiltinIpam {
     }
 }
 
+impl BuiltinIpam {
+    /// The node's sets when they do not depend on the blocks file (`None` with `nodeBlocks`): read before
+    /// the store is opened, so that a configuration problem leaves no directory behind.
+    fn sets_before_lock(&self, network: &str) -> Result<Option<Cow<'_, [RangeSet]>>, Error> {
+        if self.node_blocks.is_some() {
+            Ok(None)
+        } else {
+            self.node_sets(network).map(Some)
+        }
+    }
+
+    /// The node's sets, with the store locked: `early` if [`BuiltinIpam::sets_before_lock`] had them,
+    /// else the blocks file's.
+    fn sets_under_lock<'a>(
+        &'a self,
+        network: &str,
+        early: Option<Cow<'a, [RangeSet]>>,
+    ) -> Result<Cow<'a, [RangeSet]>, Error> {
+        match early {
+            Some(sets) => Ok(sets),
+            None => self.node_sets(network),
+        }
+    }
+}
+
 /// The node's share of each set under `nodeBlocks`: code 11 (try again) while the agent has not leased
 /// a block of every set, because the agent, not the runtime, fixes that.
 fn leased_sets(network: &str, sets: &[RangeSet], conf: &NodeBlocksConf) -> Result<Vec<RangeSet>, Error> {
@@ -188,9 +213,11 @@ pub fn add(
         Some(path) => parse_resolv_conf(path)?,
         None => Dns::default(),
     };
+    // A configuration problem is found before the store is created; the blocks file is read under the lock.
+    let early = ipam.sets_before_lock(network)?;
     let store = Store::open(&ipam.data_dir, network)?;
     let mut locked = store.lock()?;
-    let sets = ipam.node_sets(network)?;
+    let sets = ipam.sets_under_lock(network, early)?;
     let pod = pod.filter(|_| ipam.sticky);
     let preferred = pod.map(|pod| locked.remembered(pod)).unwrap_or_default();
     let allocations = allocate(&mut locked, &sets, owner, requested, &preferred)
@@ -227,9 +254,10 @@ pub fn replace(
     conflicting: IpAddr,
     evidence: &str,
 ) -> Result<IpConfig, Error> {
+    let early = ipam.sets_before_lock(network)?;
     let store = Store::open(&ipam.data_dir, network)?;
     let mut locked = store.lock()?;
-    let sets = ipam.node_sets(network)?;
+    let sets = ipam.sets_under_lock(network, early)?;
     locked.release(conflicting, owner)?;
     let index = sets.iter().position(|s| s.contains(conflicting)).unwrap_or(0);
     locked.reserve(conflicting, &foreign_owner(evidence), index)?;
@@ -276,11 +304,12 @@ pub fn held(network: &str, ipam: &BuiltinIpam, owner: &Owner) -> Result<Vec<IpAd
 
 /// STATUS: `Err` naming the first range set with no free address.
 pub fn status(network: &str, ipam: &BuiltinIpam) -> Result<(), Error> {
+    let early = ipam.sets_before_lock(network)?;
     let Some(store) = Store::open_existing(&ipam.data_dir, network)? else {
-        return ipam.node_sets(network).map(|_| ()).map_err(unavailable);
+        return ipam.sets_under_lock(network, early).map(|_| ()).map_err(unavailable);
     };
     let mut locked = store.lock()?;
-    let sets = ipam.node_sets(network).map_err(unavailable)?;
+    let sets = ipam.sets_under_lock(network, early).map_err(unavailable)?;
     for (i, set) in sets.iter().enumerate() {
         if !has_free(&mut locked, set)? {
             return Err(Error::Unavailable(format!(
