@@ -60,12 +60,28 @@ pub struct Cluster {
     namespace: String,
 }
 
+/// An error with its causes ("client error (Connect): tcp connect error: Connection refused"): kube's
+/// own message alone rarely says what failed.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 fn classify(err: kube::Error) -> ApiError {
     match err {
         kube::Error::Api(status) if status.code < 500 && status.code != 429 => {
             ApiError::Refused(format!("{} {}: {}", status.code, status.reason, status.message))
         }
-        other => ApiError::Unreachable(other.to_string()),
+        other => ApiError::Unreachable(with_causes(&other)),
     }
 }
 
