@@ -255,8 +255,9 @@ impl Agent {
             self.health.since = now;
             self.health.error = None;
             self.next_sync = Instant::now();
-            // What waited for the API server may go now.
+            // What waited for the API server may go now, and a shortage blamed on it is looked at afresh.
             self.cooldown.clear();
+            self.problems.retain(|key, _| !key.starts_with("short "));
         }
         self.health.backoff = BACKOFF_MIN;
         self.health.last_contact = Some(now);

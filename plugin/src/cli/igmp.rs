@@ -42,8 +42,6 @@ const IGMP_V3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
 /// IP Router Alert (RFC 2113): IGMPv3 routers may ignore reports without it.
 const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
 
-/// A Membership Query that was heard.
-pub type Query = super::querier::Query<Ipv4Addr>;
 /// What listening found.
 pub type Outcome = super::querier::Outcome<Ipv4Addr>;
 
@@ -167,16 +165,8 @@ pub fn listen(master: &str, master_address: Option<Ipv4Addr>, wait: Duration) ->
         Some(address) => Some(solicit(&fd, address)?),
         None => None,
     };
-    super::querier::first_query(&fd, start, wait, master_address.is_some(), |packet, _, after| {
-        let (source, group, version) = parse_query(packet)?;
-        Some(Query {
-            source,
-            group,
-            version,
-            after,
-            solicited: group == SOLICIT_GROUP,
-        })
-    })
+    let solicit = (SOLICIT_GROUP, master_address.is_some());
+    super::querier::first_query(&fd, start, wait, solicit, |packet, _| parse_query(packet))
 }
 
 #[cfg(test)]

@@ -38,8 +38,6 @@ const MLD_V2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
 /// kernel fills in the next-header byte.
 const HOP_BY_HOP_ROUTER_ALERT: [u8; 8] = [0, 0, 5, 2, 0, 0, 1, 0];
 
-/// An MLD query that was heard.
-pub type Query = super::querier::Query<Ipv6Addr>;
 /// What listening found.
 pub type Outcome = super::querier::Outcome<Ipv6Addr>;
 
@@ -194,17 +192,10 @@ pub fn listen(master: &str, index: u32, solicit_first: bool, wait: Duration) -> 
     } else {
         None
     };
-    super::querier::first_query(&fd, start, wait, solicit_first, |message, from, after| {
+    super::querier::first_query(&fd, start, wait, (SOLICIT_GROUP, solicit_first), |message, from| {
         let (group, version) = parse_query(message)?;
-        Some(Query {
-            source: from
-                .and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()))
-                .unwrap_or(Ipv6Addr::UNSPECIFIED),
-            group,
-            version,
-            after,
-            solicited: group == SOLICIT_GROUP,
-        })
+        let source = from.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()));
+        Some((source.unwrap_or(Ipv6Addr::UNSPECIFIED), group, version))
     })
 }
 

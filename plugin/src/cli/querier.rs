@@ -40,21 +40,28 @@ pub enum Outcome<A> {
 }
 
 /// Receives on `fd` (a raw socket with a short receive timeout) until `wait` has passed since `start`, and
-/// returns the first packet `parse` reads as a query (it gets the packet, the sender's address and the
-/// time since `start`); `solicited` says whether a leave was sent, for the silent outcome.
-pub fn first_query<A>(
+/// returns the first packet `parse` reads as a query: (querier, group, version) from the packet and the
+/// sender's address. A query for `solicit_group` answers the listener's leave; `solicited` says whether a
+/// leave was sent, for the silent outcome.
+pub fn first_query<A: Copy + PartialEq>(
     fd: &OwnedFd,
     start: Instant,
     wait: Duration,
-    solicited: bool,
-    mut parse: impl FnMut(&[u8], Option<SockaddrStorage>, Duration) -> Option<Query<A>>,
+    (solicit_group, solicited): (A, bool),
+    mut parse: impl FnMut(&[u8], Option<SockaddrStorage>) -> Option<(A, A, u8)>,
 ) -> io::Result<Outcome<A>> {
     let mut buf = [0u8; 1500];
     while start.elapsed() < wait {
         match recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf) {
             Ok((len, from)) => {
-                if let Some(query) = parse(&buf[..len], from, start.elapsed()) {
-                    return Ok(Outcome::Heard(query));
+                if let Some((source, group, version)) = parse(&buf[..len], from) {
+                    return Ok(Outcome::Heard(Query {
+                        source,
+                        group,
+                        version,
+                        after: start.elapsed(),
+                        solicited: group == solicit_group,
+                    }));
                 }
             }
             Err(Errno::EAGAIN | Errno::EINTR) => {}
