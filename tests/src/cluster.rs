@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::apiserver::{ControlPlane, Options};
 use crate::daemon::Daemon;
-use crate::lan::{HOST_ADDR, MASTER, MultiNodeLan, SUBNET};
+use crate::lan::{HOST_ADDR, MASTER, MultiNodeLan};
 use crate::plugin::{Call, Reply, workspace_bin};
 
 /// The network every node attaches.
@@ -80,15 +80,6 @@ impl Node {
     /// The agent's log so far.
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
-    }
-
-    /// Whether its agent runs.
-    pub fn agent_running(&self) -> bool {
-        self.agent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .is_some_and(Daemon::running)
     }
 }
 
@@ -381,11 +372,6 @@ impl Cluster {
             .filter(|(_, holder)| holder == name)
             .map(|(block, _)| block)
             .collect()
-    }
-
-    /// The LAN subnet and the host's address (the range's gateway), for configurations.
-    pub fn lan_addresses() -> (&'static str, &'static str) {
-        (SUBNET, HOST_ADDR)
     }
 }
 
