@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use roslan_tests::Pod;
-use roslan_tests::cluster::{Cluster, wait_until};
+use roslan_tests::cluster::{Cluster, NETWORK, wait_until};
 use roslan_tests::lan::{HOST_ADDR, MASTER, SUBNET};
 use roslan_tests::peer;
 use roslan_tests::plugin::{Call, result_ip};
@@ -526,6 +526,25 @@ fn node_blocks_across_three_nodes() {
     for node in &cluster.nodes {
         assert!(!node.agent_log().contains("panicked"), "{}", node.agent_log());
     }
+
+    // The network's definition goes: its blocks stay (pods attached before may still use them), and the
+    // agent says how to free them.
+    let kept = cluster.nodes[0].blocks();
+    cluster
+        .cp
+        .kubectl_ok(&["-n", "default", "delete", "net-attach-def", NETWORK]);
+    wait_until(
+        "node-0's agent reports the blocks of a network without a definition",
+        Duration::from_secs(15),
+        || {
+            doctor(&cluster, 0)["agent"]
+                .1
+                .contains("no NetworkAttachmentDefinition")
+                .then_some(())
+        },
+        || format!("{:?}\n{}", doctor(&cluster, 0), cluster.nodes[0].agent_log()),
+    );
+    assert_eq!(cluster.nodes[0].blocks(), kept, "the blocks stay in the file");
 
     // The negative control: the seed's definition (reference macvlan + host-local, the same 21 addresses
     // on every node), through the upstream plugins, on the same nodes.

@@ -302,6 +302,7 @@ impl Agent {
         };
         self.solved("list NetworkAttachmentDefinitions");
         self.read_networks(configs);
+        self.report_orphans();
         let Some(node) = self.answered("get Node", cluster.node(&self.config.node).await) else {
             return;
         };
@@ -406,6 +407,31 @@ impl Agent {
             info!("blocks: network {name:?} ({}) uses nodeBlocks", networks[name].source);
         }
         self.networks = networks;
+    }
+
+    /// Blocks of networks that no NetworkAttachmentDefinition with `nodeBlocks` names any more: kept
+    /// (pods attached before may still use them, and their DEL needs nothing from the agent), and said.
+    fn report_orphans(&mut self) {
+        let orphans: Vec<(String, usize)> = self
+            .held
+            .iter()
+            .filter(|(network, blocks)| !blocks.is_empty() && !self.networks.contains_key(*network))
+            .map(|(network, blocks)| (network.clone(), blocks.len()))
+            .collect();
+        self.problems
+            .retain(|key, _| !key.starts_with("orphan ") || orphans.iter().any(|(n, _)| *key == format!("orphan {n}")));
+        for (network, count) in orphans {
+            self.problem(
+                &format!("orphan {network}"),
+                format!(
+                    "network {network:?} has no NetworkAttachmentDefinition with nodeBlocks any more; its {count} \
+                     block(s) stay leased for this node: once no pod uses it, kubectl -n {} delete leases -l {}={}",
+                    self.config.namespace,
+                    lease::NETWORK_LABEL,
+                    lease::network_label(&network)
+                ),
+            );
+        }
     }
 
     /// The Node object is gone: the garbage collector deletes this node's Leases, and other nodes may
