@@ -307,8 +307,8 @@ impl MultiNodeLan {
         MultiNodeLan { host, nodes, dir }
     }
 
-    /// Like [`MultiNodeLan::new`], with IGMP snooping on and the bridge acting as the LAN's IGMP querier,
-    /// as a managed switch with a querier does. It sends general queries every `query_interval_cs`
+    /// Like [`MultiNodeLan::new`], with IGMP and MLD snooping on and the bridge acting as the LAN's IGMP
+    /// and MLD querier, as a managed switch with a querier does. It sends general queries every `query_interval_cs`
     /// centiseconds (the kernel's minimum is 100; real switches use 12500), and answers a leave at once
     /// with a group-specific query, whatever the interval.
     pub fn with_querier(count: usize, query_interval_cs: u32) -> MultiNodeLan {
@@ -329,6 +329,17 @@ impl MultiNodeLan {
             "mcast_querier",
             "1",
         ]);
+        // A switch's querier has its address long before anyone asks; the bridge's MLD querier needs its
+        // IPv6 link-local address out of duplicate address detection (a second or two) to send anything.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let tentative = lan.host.ip(&["-6", "addr", "show", "dev", "br0", "tentative"]);
+            let any = lan.host.ip(&["-6", "addr", "show", "dev", "br0", "scope", "link"]);
+            if tentative.trim().is_empty() && !any.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         lan
     }
 

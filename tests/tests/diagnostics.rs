@@ -165,6 +165,7 @@ fn doctor_passes_a_healthy_lan() {
         "wireless",
         "mode",
         "querier",
+        "mld-querier",
         "rp_filter",
         "shim",
         "ipam-dir",
@@ -178,6 +179,11 @@ fn doctor_passes_a_healthy_lan() {
     assert!(detail(&findings, "carrier").contains("has carrier"), "{out}");
     let querier = detail(&findings, "querier");
     assert!(querier.contains("answered a leave"), "solicited query: {querier}");
+    let mld = detail(&findings, "mld-querier");
+    assert!(
+        mld.contains("answered a leave for ff05::524c") && mld.contains("fe80::"),
+        "solicited MLD query from the bridge's link-local address: {mld}"
+    );
     assert!(detail(&findings, "ipam-dir").contains("1 reservation(s)"), "{out}");
     assert!(detail(&findings, "ipam-free").contains("9 of 10 free"), "{out}");
     assert!(detail(&findings, "shim").starts_with("rlshim"), "{out}");
@@ -219,6 +225,14 @@ fn doctor_warns_without_a_querier() {
     let (code, findings, out) = doctor_json(&lan.node, lan.dir(), &lan.config("0.3.1"), &["--querier-wait", "1"]);
     assert_eq!(status(&findings, "querier"), "warn", "{out}");
     assert!(detail(&findings, "querier").contains("no IGMP querier"), "{out}");
+    // The LAN has just come up: the node's link-local address may still be in DAD for this 1 s wait.
+    assert_eq!(status(&findings, "mld-querier"), "warn", "{out}");
+    let mld = detail(&findings, "mld-querier");
+    assert!(
+        mld.contains("no MLD querier") || mld.contains("duplicate address detection"),
+        "{out}"
+    );
+    assert!(fix(&findings, "mld-querier").contains("MLD querier"), "{out}");
     let advice = fix(&findings, "querier");
     assert!(
         advice.contains("harmless if no switch") && advice.contains("enable the IGMP querier"),

@@ -452,3 +452,140 @@ fn gc_and_status_through_roslan_ipam() {
         "probing needs the roslan main plugin"
     );
 }
+
+/// The first address of an ADD reply.
+fn first_ip(reply: &Reply) -> String {
+    assert_eq!(reply.status, 0, "{reply}");
+    roslan_tests::plugin::result_ip(reply.json.as_ref().expect("result"), 0)
+}
+
+#[test]
+fn sticky_addresses_follow_the_pod_and_leave_the_store_host_locals() {
+    let dir = Scratch::new();
+    let ipam = json!({"ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.10", "rangeEnd": "10.1.0.20"}]]});
+    let sticky = conf("1.0.0", &dir.0, ipam.clone());
+    let pod = |name: &str| format!("IgnoreUnknown=true;K8S_POD_NAMESPACE=robots;K8S_POD_NAME={name}");
+    let talker = first_ip(&call(Tool::Roslan, "ADD", "s1", &pod("talker-0"), &sticky));
+    assert_eq!(talker, "10.1.0.10");
+    assert_eq!(call(Tool::Roslan, "DEL", "s1", &pod("talker-0"), &sticky).status, 0);
+    // Other pods come and go meanwhile, host-local among them on the same directory: the cursor moves on.
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "o1", &pod("other-1"), &sticky)),
+        "10.1.0.11"
+    );
+    assert_eq!(first_ip(&call(HOST_LOCALS[0], "ADD", "o2", "", &sticky)), "10.1.0.12");
+    // The restarted pod (a new sandbox, the same name) gets its address back.
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s2", &pod("talker-0"), &sticky)),
+        talker
+    );
+    // Its memory did not move the cursor: the next new pod continues after .12, as host-local would.
+    assert_eq!(first_ip(&call(HOST_LOCALS[1], "ADD", "o3", "", &sticky)), "10.1.0.13");
+    // Taken by someone else while the pod was away: a fresh address, and the memory follows the holder.
+    assert_eq!(call(Tool::Roslan, "DEL", "s2", &pod("talker-0"), &sticky).status, 0);
+    let reply = call(
+        Tool::Roslan,
+        "ADD",
+        "l1",
+        &format!("{};IP=10.1.0.10", pod("listener-0")),
+        &sticky,
+    );
+    assert_eq!(first_ip(&reply), "10.1.0.10");
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s3", &pod("talker-0"), &sticky)),
+        "10.1.0.14"
+    );
+    assert_eq!(call(Tool::Roslan, "DEL", "l1", &pod("listener-0"), &sticky).status, 0);
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "l2", &pod("listener-0"), &sticky)),
+        "10.1.0.10"
+    );
+
+    // "sticky": false is host-local's plain round robin.
+    let mut plain = conf("1.0.0", &dir.0, ipam);
+    plain["ipam"]["sticky"] = json!(false);
+    assert_eq!(call(Tool::Roslan, "DEL", "s3", &pod("talker-0"), &plain).status, 0);
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s4", &pod("talker-0"), &plain)),
+        "10.1.0.15"
+    );
+
+    // The network's directory holds host-local's files only; the memory is in roslan's own area.
+    let mut names: Vec<String> = std::fs::read_dir(dir.0.join("ipnet"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<IpAddr>().is_err())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["last_reserved_ip.0", "lock"]);
+    assert!(dir.0.join(".roslan/ipnet/sticky/pods/robots_talker-0@net1").is_file());
+}
+
+#[test]
+fn node_blocks_allocate_only_inside_the_blocks_file_and_name_the_agent() {
+    let dir = Scratch::new();
+    let file = dir.0.join("node-blocks");
+    let mut nb = conf(
+        "1.1.0",
+        &dir.0,
+        json!({"ranges": [[{"subnet": "10.1.0.0/16", "rangeStart": "10.1.0.1", "rangeEnd": "10.1.3.254"}]],
+               "nodeBlocks": {"size": 28, "file": file}}),
+    );
+    // No file yet: try again later (11), naming the agent that writes it.
+    let reply = call(Tool::Roslan, "ADD", "a", "", &nb);
+    assert_eq!(reply.code(), Some(11), "{reply}");
+    assert!(
+        reply.msg().contains("roslan-install") && reply.msg().contains("node-blocks"),
+        "{reply}"
+    );
+    assert_eq!(call(Tool::Roslan, "STATUS", "", "", &nb).code(), Some(50));
+    // The agent's file: two blocks of this network, one of another.
+    std::fs::write(
+        &file,
+        "node robot-1\nblock 10.1.2.16/28 ipnet\nblock 10.1.0.0/28 other\nblock 10.1.3.240/28 ipnet\n",
+    )
+    .unwrap();
+    assert_eq!(call(Tool::Roslan, "STATUS", "", "", &nb).status, 0);
+    // A requested address outside this node's blocks is refused: another node may own it.
+    let reply = call(Tool::Roslan, "ADD", "req", "IP=10.1.1.5", &nb);
+    assert_eq!(reply.code(), Some(104), "{reply}");
+    let mut got = Vec::new();
+    for i in 0..31 {
+        got.push(first_ip(&call(Tool::Roslan, "ADD", &format!("c{i}"), "", &nb)));
+    }
+    // Exactly the addresses of the two blocks (10.1.3.255 is outside the range).
+    let mut expected: Vec<String> = (16..32)
+        .map(|i| format!("10.1.2.{i}"))
+        .chain((240..255).map(|i| format!("10.1.3.{i}")))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    // 16 in the first block, 15 in the second (the range ends at .254): full. The runtime retries.
+    let reply = call(Tool::Roslan, "ADD", "full", "", &nb);
+    assert_eq!(reply.code(), Some(11), "{reply}");
+    assert!(
+        reply.msg().contains("blocks") && reply.msg().contains("roslan-install"),
+        "{reply}"
+    );
+    // A broken file is the agent's to fix: 11 again.
+    std::fs::write(&file, "block nonsense ipnet\n").unwrap();
+    assert_eq!(
+        call(Tool::Roslan, "DEL", "c0", "", &nb).status,
+        0,
+        "DEL never needs the blocks"
+    );
+    assert_eq!(call(Tool::Roslan, "ADD", "c0", "", &nb).code(), Some(11));
+
+    // Blocks wider than the subnet, and nodeBlocks with nodeRanges, are configuration errors.
+    nb["ipam"]["nodeBlocks"]["size"] = json!(12);
+    let reply = call(Tool::Roslan, "ADD", "x", "", &nb);
+    assert_eq!(reply.code(), Some(7), "{reply}");
+    assert!(reply.msg().contains("ipam.nodeBlocks.size"), "{reply}");
+    nb["ipam"]["nodeBlocks"]["size"] = json!(28);
+    nb["ipam"]["nodeRanges"] =
+        json!({"robot-1": [[{"subnet": "10.1.0.0/16", "rangeStart": "10.1.9.1", "rangeEnd": "10.1.9.9"}]]});
+    let reply = call(Tool::Roslan, "ADD", "x", "", &nb);
+    assert_eq!(reply.code(), Some(7), "{reply}");
+    assert!(reply.msg().contains("nodeRanges"), "{reply}");
+}

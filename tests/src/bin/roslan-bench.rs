@@ -3,12 +3,17 @@
 //! upstream. Writes writes docs/benchmarks.md (and the raw numbers next to it as JSON, which
 //! tests/bench/chart.py turns into docs/benchmarks-add-latency.png).
 //!
-//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N] [--bin-dir DIR]
+//! Usage: roslan-bench [--out docs/benchmarks.md] [--iterations N] [--bin-dir DIR] [--only SECTION,...]
+//!                     [--baseline-bin DIR] [--render]
 //!
 //! `--bin-dir` is where `roslan` and `roslan-ipam` are (`make bench` passes the static release
-//! directory); by default, the directory of roslan-bench itself. `roslan-bench --measure-exec LABEL
+//! directory); by default, the directory of roslan-bench itself. `--only node_blocks` runs the named
+//! sections alone and merges them into the last run's JSON (each such section records its machine);
+//! `--baseline-bin DIR` times an older `roslan` beside the current one in the `node_blocks` section;
+//! `--render` rewrites the report from the JSON without measuring. `roslan-bench --measure-exec LABEL
 //! PROGRAM` is the measuring wrapper the memory section runs (see `roslan_tests::bench`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -384,6 +389,290 @@ fn probe(lan: &Lan, iterations: usize) -> Value {
     json!({"off": off.json(), "on": on.json(), "added_ms": round(on.median - off.median), "timeout_ms": 100})
 }
 
+/// The environment of one call with CNI_ARGS naming the pod (whereabouts refuses an ADD without them).
+fn env_args<'a>(
+    command: &'a str,
+    id: &'a str,
+    pod: &'a str,
+    cni_path: &'a str,
+    args: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = env_with_path(command, id, pod, cni_path);
+    env.push(("CNI_ARGS", args));
+    env
+}
+
+/// Requests in the audit log after line `from`, by one user: (total, count per verb).
+fn audited(log: &Path, from: usize, user: &str) -> (usize, BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut verbs = BTreeMap::new();
+    let mut total = 0;
+    for line in text.lines().skip(from) {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event["user"]["username"] != user {
+            continue;
+        }
+        total += 1;
+        let what = format!(
+            "{} {}",
+            event["verb"].as_str().unwrap_or("?"),
+            event["objectRef"]["resource"].as_str().unwrap_or("?")
+        );
+        *verbs.entry(what).or_default() += 1;
+    }
+    (total, verbs)
+}
+
+fn audit_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |t| t.lines().count())
+}
+
+/// `nodeBlocks` against plain built-in IPAM and against whereabouts, with a real control plane (etcd,
+/// kube-apiserver with an audit log) in the node's namespace and the block agent with its defaults (1 s
+/// look, 30 s resync): ADD and DEL latency, API requests per 100 ADDs, how long a new node waits for its
+/// first block, and ADD with the API server stopped.
+fn node_blocks(lan: &Lan, iterations: usize, baseline: Option<&Path>) -> Value {
+    use roslan_tests::apiserver::{ControlPlane, Options};
+    use roslan_tests::cluster::{install_whereabouts, service_account_kubeconfig, whereabouts_config};
+    use roslan_tests::daemon::Daemon;
+    use roslan_tests::peer;
+
+    eprintln!("nodeBlocks and whereabouts with a control plane...");
+    let mut cp = ControlPlane::start_with(Options::default());
+    let audit = cp.enable_audit_log();
+    cp.install_nad_crd("multus-v4");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    cp.kubectl_ok(&["apply", "-k", repo.join("manifests").to_str().expect("utf-8")]);
+    let agent_kubeconfig = service_account_kubeconfig(&cp, "roslan", "roslan-install");
+    let wb_kubeconfig = install_whereabouts(&cp);
+    let root = lan.dir().join("bench-node");
+    for dir in ["opt/cni/bin", "var/lib/cni/networks", "var/lib/roslan"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    // The NAD says 10.77.2.10-250 (v4_slice(1)); plain IPAM uses 10.77.1.x.
+    let nad_ipam = json!({"type": "host-local", "ranges": v4_slice(1), "nodeBlocks": {"size": 28}});
+    let nad =
+        json!({"cniVersion": "1.0.0", "name": "blocks-net", "type": "roslan", "master": MASTER, "ipam": nad_ipam});
+    cp.apply(
+        &json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "blocks-net", "namespace": "default"}, "spec": {"config": nad.to_string()}})
+        .to_string(),
+    );
+    cp.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "bench-node"}}).to_string());
+
+    // A new node: from the agent's process start to the first block in its file (the installer's first
+    // pass, which copies and checks the binaries, comes first).
+    let installer = bin("roslan-install");
+    let args: Vec<String> = [
+        "--host-root",
+        root.to_str().unwrap(),
+        "--cni-bin-dir",
+        "/opt/cni/bin",
+        "--source-dir",
+        installer.parent().unwrap().to_str().unwrap(),
+        "--node-name",
+        "bench-node",
+        "--lease-blocks",
+        "--kubeconfig",
+        agent_kubeconfig.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let blocks_file = root.join("var/lib/roslan/node-blocks");
+    let started = std::time::Instant::now();
+    let mut agent = Daemon::spawn("agent", &installer, &args, &root.join("agent.log"));
+    let has_blocks = |n: usize| {
+        std::fs::read_to_string(&blocks_file).is_ok_and(|t| t.lines().filter(|l| l.starts_with("block ")).count() >= n)
+    };
+    while !has_blocks(1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no first block: {}",
+            agent.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let first_block = started.elapsed();
+    // The headroom's second block follows at the first ADD; settle before timing.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut blocks_ipam = nad["ipam"].clone();
+    blocks_ipam["dataDir"] = json!(root.join("var/lib/cni/networks"));
+    blocks_ipam["nodeBlocks"]["file"] = json!(blocks_file);
+    let blocks_conf = serde_json::to_vec(&json!({"cniVersion": "1.0.0", "name": "blocks-net", "type": "roslan",
+        "master": MASTER, "logLevel": "warn", "ipam": blocks_ipam}))
+    .unwrap();
+    let plain = contenders(lan, "plain", v4_slice, json!({})).swap_remove(0);
+    let cni_path = plain.cni_path.clone();
+    let mut plugins = vec![
+        plain,
+        Plugin {
+            label: "nodeBlocks",
+            bin: bin("roslan"),
+            conf: blocks_conf.clone(),
+            cni_path,
+        },
+    ];
+    if let Some(dir) = baseline {
+        let mut before = contenders(lan, "baseline", |k| v4_slice(k + 3), json!({})).swap_remove(0);
+        before.label = "baseline";
+        before.bin = dir.join("roslan");
+        plugins.push(before);
+    }
+    let s = rounds(
+        &plugins,
+        &pods(plugins.len()),
+        iterations,
+        Duration::from_millis(100),
+        false,
+    );
+    let stats: Vec<(Stats, Stats)> = (0..plugins.len())
+        .map(|k| (Stats::of(&s.add[k]), Stats::of(&s.del[k])))
+        .collect();
+
+    // 100 ADDs that stay (the agent leases as it goes), the agent's requests counted meanwhile.
+    let pods100 = pods(100);
+    let mark = audit_lines(&audit);
+    let window = std::time::Instant::now();
+    for (i, pod) in pods100.iter().enumerate() {
+        let (id, path) = (format!("hundred-{i}"), pod.path());
+        let env = env(&plugins[1], "ADD", &id, &path);
+        loop {
+            let (_, ok, stdout) = time_call(&plugins[1].bin, &env, &blocks_conf);
+            if ok {
+                break;
+            }
+            let reply: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+            assert_eq!(reply["code"], 11, "nodeBlocks ADD: {reply}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let hundred_secs = window.elapsed().as_secs_f64();
+    let agent_user = "system:serviceaccount:roslan:roslan-install";
+    let (agent_requests, agent_verbs) = audited(&audit, mark, agent_user);
+    for (i, pod) in pods100.iter().enumerate() {
+        time_call(
+            &plugins[1].bin,
+            &env(&plugins[1], "DEL", &format!("hundred-{i}"), &pod.path()),
+            &blocks_conf,
+        );
+    }
+
+    // whereabouts through roslan: sequential ADD and DEL, then 100 ADDs' worth of requests.
+    let wb_conf = serde_json::to_vec(&{
+        let mut conf = whereabouts_config(&wb_kubeconfig, SUBNET, "10.77.6.1", "10.77.6.250");
+        let flat = lan.dir().join("whereabouts.conf");
+        std::fs::write(
+            &flat,
+            json!({"datastore": "kubernetes", "kubernetes": {"kubeconfig": wb_kubeconfig}}).to_string(),
+        )
+        .unwrap();
+        conf["ipam"]["configuration_path"] = json!(flat);
+        conf["logLevel"] = json!("warn");
+        conf
+    })
+    .unwrap();
+    let wb_path = peer("whereabouts").bin_dir().to_string_lossy().into_owned();
+    let wb_rounds = iterations.min(30);
+    let (mut wb_add, mut wb_del) = (Vec::new(), Vec::new());
+    let wb_pod = Pod::new();
+    let mark_wb = audit_lines(&audit);
+    let mut wb_adds = 0;
+    for i in 0..wb_rounds + 3 {
+        let id = format!("wb-{i}");
+        let args = format!("IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=wb-{i}");
+        let (took, ok, out) = time_call(
+            &bin("roslan"),
+            &env_args("ADD", &id, &wb_pod.path(), &wb_path, &args),
+            &wb_conf,
+        );
+        assert!(ok, "whereabouts ADD: {}", String::from_utf8_lossy(&out));
+        wb_adds += 1;
+        let (took_del, ok, out) = time_call(
+            &bin("roslan"),
+            &env_args("DEL", &id, &wb_pod.path(), &wb_path, &args),
+            &wb_conf,
+        );
+        assert!(ok, "whereabouts DEL: {}", String::from_utf8_lossy(&out));
+        if i >= 3 {
+            wb_add.push(took);
+            wb_del.push(took_del);
+        }
+    }
+    let (wb_requests, wb_verbs) = audited(&audit, mark_wb, "system:serviceaccount:kube-system:whereabouts");
+    // Per 100 ADDs: whereabouts' requests come with each ADD and DEL; counted per ADD+DEL pair.
+    let wb_per_100 = wb_requests as f64 * 100.0 / wb_adds as f64;
+
+    // The API server stopped: nodeBlocks ADDs go on from the blocks held; whereabouts' waits.
+    cp.stop_apiserver();
+    let offline_pod = Pod::new();
+    let mut offline = Vec::new();
+    for i in 0..20 {
+        let id = format!("offline-{i}");
+        let (took, ok, out) = time_call(
+            &plugins[1].bin,
+            &env(&plugins[1], "ADD", &id, &offline_pod.path()),
+            &blocks_conf,
+        );
+        assert!(
+            ok,
+            "nodeBlocks ADD without the API server: {}",
+            String::from_utf8_lossy(&out)
+        );
+        offline.push(took);
+        time_call(
+            &plugins[1].bin,
+            &env(&plugins[1], "DEL", &id, &offline_pod.path()),
+            &blocks_conf,
+        );
+    }
+    eprintln!("whereabouts ADD without the API server (it gives up after about two minutes)...");
+    let args = "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=offline";
+    let (wb_offline, wb_ok, wb_out) = time_call(
+        &bin("roslan"),
+        &env_args("ADD", "wb-offline", &offline_pod.path(), &wb_path, args),
+        &wb_conf,
+    );
+    let wb_reply: Value = serde_json::from_slice(&wb_out).unwrap_or(Value::Null);
+    cp.start_apiserver();
+    agent.stop();
+
+    let by_label = |label: &str| plugins.iter().position(|p| p.label == label);
+    let row = |k: usize| json!({"add": stats[k].0.json(), "del": stats[k].1.json()});
+    let plain_add = stats[0].0.median;
+    json!({
+        "machine": machine(),
+        "plain": row(0),
+        "node_blocks": row(1),
+        "baseline": by_label("baseline").map(row),
+        "node_blocks_over_plain": round(stats[1].0.median / plain_add),
+        "baseline_binary": baseline.map(|d| binary(&d.join("roslan"))),
+        "whereabouts": {
+            "version": peer("whereabouts").version,
+            "rounds": wb_rounds,
+            "add": Stats::of(&wb_add).json(),
+            "del": Stats::of(&wb_del).json(),
+            "requests_per_100_adds": round(wb_per_100),
+            "requests": wb_verbs,
+            "offline_add_seconds": round(wb_offline.as_secs_f64()),
+            "offline_add_ok": wb_ok,
+            "offline_add_reply": wb_reply,
+        },
+        "whereabouts_over_node_blocks": round(Stats::of(&wb_add).median / stats[1].0.median),
+        "agent": {
+            "first_block_seconds": round(first_block.as_secs_f64()),
+            "requests_per_100_adds": agent_requests,
+            "requests": agent_verbs,
+            "window_seconds": round(hundred_secs),
+        },
+        "offline_node_blocks_add": Stats::of(&offline).json(),
+    })
+}
+
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Size and linking of one binary.
@@ -519,6 +808,8 @@ fn main() {
     // DEL is dominated by the kernel's link deletion, whose time varies by tens of percent from round
     // to round; 120 rounds keep the median of the roslan-to-kernel ratio within a few percent.
     let mut iterations = 120;
+    let mut only: Option<Vec<String>> = None;
+    let mut baseline: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             MEASURE_EXEC => {
@@ -528,12 +819,32 @@ fn main() {
             }
             "--out" => out = PathBuf::from(args.next().expect("--out FILE")),
             "--iterations" => iterations = args.next().and_then(|n| n.parse().ok()).expect("--iterations N"),
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .expect("--only SECTION[,SECTION]")
+                        .split(',')
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            "--baseline-bin" => baseline = Some(PathBuf::from(args.next().expect("--baseline-bin DIR"))),
+            // Rewrites the report from the numbers already in the JSON next to it, measuring nothing.
+            "--render" => {
+                let json = out.with_extension("json");
+                let text = std::fs::read_to_string(&json).unwrap_or_else(|err| panic!("{}: {err}", json.display()));
+                let results: Value = serde_json::from_str(&text).expect("benchmarks JSON");
+                std::fs::write(&out, report(&results)).expect("write report");
+                return;
+            }
             "--bin-dir" => {
                 let dir = PathBuf::from(args.next().expect("--bin-dir DIR"));
                 BIN_DIR.set(dir).expect("--bin-dir given twice");
             }
             _ => {
-                eprintln!("usage: roslan-bench [--out FILE] [--iterations N] [--bin-dir DIR]");
+                eprintln!(
+                    "usage: roslan-bench [--out FILE] [--iterations N] [--bin-dir DIR] [--only SECTION,...] [--baseline-bin DIR] [--render]"
+                );
                 std::process::exit(2);
             }
         }
@@ -541,18 +852,38 @@ fn main() {
     let binaries = binaries();
     let lan = Lan::new();
     enter(&lan.node);
-    let results = json!({
-        "machine": machine(),
-        "iterations": iterations,
-        "binaries": binaries,
-        "empty_pool": empty_pool(&lan, iterations),
-        "memory": memory(&lan, iterations.clamp(1, 10)),
-        "occupancy": occupancy(&lan, iterations.min(30)),
-        "dual_stack": dual_stack(&lan, 8),
-        "concurrency": concurrency(&lan, 2),
-        "probe": probe(&lan, 20),
-        "discovery": roslan_tests::dds::discovery_bench_with(&lan, 20, &bin("roslan")),
-    });
+    // Every section, or (`--only`) the ones named, merged into the last run's numbers.
+    let wanted = |name: &str| only.as_ref().is_none_or(|list| list.iter().any(|s| s == name));
+    let mut results = match &only {
+        None => json!({}),
+        Some(_) => std::fs::read_to_string(out.with_extension("json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| json!({})),
+    };
+    // A partial run keeps the machine of the run it merges into; its own sections say where they ran.
+    if only.is_none() || results["machine"].is_null() {
+        results["machine"] = machine();
+    }
+    results["iterations"] = json!(iterations);
+    results["binaries"] = binaries;
+    let sections: [(&str, &dyn Fn() -> Value); 8] = [
+        ("empty_pool", &|| empty_pool(&lan, iterations)),
+        ("memory", &|| memory(&lan, iterations.clamp(1, 10))),
+        ("occupancy", &|| occupancy(&lan, iterations.min(30))),
+        ("dual_stack", &|| dual_stack(&lan, 8)),
+        ("concurrency", &|| concurrency(&lan, 2)),
+        ("probe", &|| probe(&lan, 20)),
+        ("discovery", &|| {
+            roslan_tests::dds::discovery_bench_with(&lan, 20, &bin("roslan"))
+        }),
+        ("node_blocks", &|| node_blocks(&lan, iterations, baseline.as_deref())),
+    ];
+    for (name, run) in &sections {
+        if wanted(name) {
+            results[*name] = run();
+        }
+    }
     std::fs::write(
         out.with_extension("json"),
         serde_json::to_string_pretty(&results).unwrap() + "\n",
@@ -809,7 +1140,114 @@ fn report(r: &Value) -> String {
         p["added_ms"]
     );
     md.push_str(&roslan_tests::dds::discovery_report(&r["discovery"]));
+    if !r["node_blocks"].is_null() {
+        md.push_str(&blocks_report(&r["node_blocks"], &r["binaries"], &r["machine"]));
+    }
     md.push_str(&test_peers());
+    md
+}
+
+fn blocks_report(n: &Value, binaries: &Value, machine: &Value) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let wb = &n["whereabouts"];
+    let agent = &n["agent"];
+    let _ = writeln!(w, "\n## Per-node blocks (`nodeBlocks`) and whereabouts\n");
+    let here = &n["machine"];
+    if here["cpu"] != machine["cpu"] || here["kernel"] != machine["kernel"] {
+        let _ = writeln!(
+            w,
+            "Measured in a run of this section alone (`roslan-bench --only node_blocks`) on {} ({} CPUs), kernel {}: compare its rows with each other, not with the sections above.\n",
+            here["cpu"].as_str().unwrap_or(""),
+            here["cpus"],
+            here["kernel"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(
+        w,
+        "A real control plane (Debian's etcd, kube-apiserver {} with an audit log of every request) in the node's namespace, roslan's manifests applied, and the block agent (`roslan-install --lease-blocks`, defaults: a look every second, the cluster re-read every 30 s) with the service account's token. roslan with plain built-in IPAM and with `nodeBlocks` (/28 blocks) are timed interleaved as above; roslan delegating to whereabouts {} (its own CRDs and RBAC) is timed in {} sequential ADD/DEL rounds.\n",
+        roslan_tests::peer("kubernetes").version,
+        wb["version"].as_str().unwrap_or(""),
+        wb["rounds"]
+    );
+    let _ = writeln!(w, "| | ADD ms | DEL ms |\n|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| roslan, plain built-in IPAM | {} | {} |",
+        cell(&n["plain"]["add"]),
+        cell(&n["plain"]["del"])
+    );
+    let _ = writeln!(
+        w,
+        "| roslan, `nodeBlocks` | {} | {} |",
+        cell(&n["node_blocks"]["add"]),
+        cell(&n["node_blocks"]["del"])
+    );
+    if !n["baseline"].is_null() {
+        let _ = writeln!(
+            w,
+            "| roslan before `nodeBlocks` (plain IPAM, the previous release build) | {} | {} |",
+            cell(&n["baseline"]["add"]),
+            cell(&n["baseline"]["del"])
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| roslan + whereabouts | {} | {} |\n",
+        cell(&wb["add"]),
+        cell(&wb["del"])
+    );
+    let _ = writeln!(
+        w,
+        "- `nodeBlocks` ADD is **{}x** plain built-in IPAM (goal: within 1.10x): it reads one small file more, under the lock it takes anyway.",
+        n["node_blocks_over_plain"]
+    );
+    let _ = writeln!(
+        w,
+        "- whereabouts' ADD is **{}x** roslan's with `nodeBlocks`: every ADD takes a cluster-wide Lease (leader election) and reads and writes an IPPool through the API server.",
+        n["whereabouts_over_node_blocks"]
+    );
+    let verbs = |v: &Value| {
+        v.as_object()
+            .map(|m| m.iter().map(|(k, c)| format!("{k} {c}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        w,
+        "- API requests per 100 ADDs: `nodeBlocks` **{}** (the agent's, in the {} s the 100 ADDs and a settling pause took: {}; DEL makes none, and the agent's re-read of the cluster adds 3 every 30 s whatever the pods do), none of them on an ADD's path; whereabouts **{}** per 100 ADDs with their DELs (every ADD and DEL talks to the API server: {} over {} ADD/DEL pairs).",
+        agent["requests_per_100_adds"],
+        agent["window_seconds"],
+        verbs(&agent["requests"]),
+        wb["requests_per_100_adds"],
+        verbs(&wb["requests"]),
+        wb["rounds"].as_u64().unwrap_or(0) + 3
+    );
+    let _ = writeln!(
+        w,
+        "- A new node has its first block **{} s** after its agent starts (the installer's first pass, copying and checking the binaries, included).",
+        agent["first_block_seconds"]
+    );
+    let offline = &n["offline_node_blocks_add"];
+    let _ = writeln!(
+        w,
+        "- With the API server stopped: `nodeBlocks` ADDs keep working from the blocks the node holds ({} ms, 20 of 20); whereabouts' ADD {} after **{} s** ({}; whereabouts retries its Lease for up to 2 minutes, and roslan ends a delegate after 120 s): no pod on that network starts.",
+        offline["median_ms"],
+        if wb["offline_add_ok"] == true {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        wb["offline_add_seconds"],
+        wb["offline_add_reply"]["msg"].as_str().unwrap_or("no reply")
+    );
+    if !n["baseline_binary"].is_null() {
+        let _ = writeln!(
+            w,
+            "- The plugin binary before `nodeBlocks`: {} bytes; now {} bytes (the Kubernetes client is in roslan-install only).",
+            n["baseline_binary"]["bytes"], binaries["roslan"]["bytes"]
+        );
+    }
+    let _ = writeln!(w);
     md
 }
 
