@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping procps tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap etcd-server openssl
+APT_PACKAGES := iproute2 iputils-ping iputils-arping procps etcd-server openssl tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
@@ -17,6 +17,15 @@ endif
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
+# The real peers' cache (make peers), outside the clone so that clones share it; the tests read the same
+# variable. Root's is machine-wide, anyone else's in their home.
+ifeq ($(ROOT),0)
+ROSLAN_PEERS_DIR ?= /var/cache/roslan/peers
+else
+ROSLAN_PEERS_DIR ?= $(HOME)/.cache/roslan/peers
+endif
+export ROSLAN_PEERS_DIR
+
 FUZZ_TARGETS := config cni_args environment store_record delegate_result
 FUZZ_RUNS ?= 20000
 # store_record does file I/O per input: the smoke run gives it a tenth; the long run gives it the full count.
@@ -29,8 +38,11 @@ all: build
 build:
 	$(CARGO) build --workspace --all-targets
 
+# The plugin is built alone first: in one build with roslan-install, cargo would unify tokio's features with
+# the Kubernetes client's (net, time, signal) and link their drivers into every CNI call (+12 KB measured).
 release:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --release --target $(TARGET)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET) -p roslan
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --workspace --exclude roslan --release --target $(TARGET)
 
 # Images, built offline (install/image/README.md). The version is the workspace's; every file and the creation
 # time of roslan's image carry the last commit's time, so one commit gives the same bytes on every build.
@@ -77,7 +89,8 @@ $(VENV)/.installed: tests/requirements.txt tests/requirements-ros.txt
 
 ## peers: the real peers (Multus 3.9 and 4, whereabouts, the upstream plugins, Kubernetes 1.34, crictl), pinned
 ## in tests/peers/ and built from the Go module proxy into a cache outside the clone: ROSLAN_PEERS_DIR,
-## default /var/cache/roslan/peers. Builds only what is missing (a second run does nothing); see tests/peers/README.md.
+## default /var/cache/roslan/peers (~/.cache/roslan/peers when not root). Builds only what is missing (a
+## second run does nothing); see tests/peers/README.md.
 peers:
 	tests/peers/build.sh
 
@@ -85,13 +98,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(ROOT_FEATURES) -- -D warnings
 
-## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise; what
-## they run is built first, which needs root too: the real peers (make peers, cached outside the clone)
-## and the images they load (roslan's, the ROS 2 workload's, the pause image of the e2e's node).
+## test: the whole suite. Root-only tests run when invoked as root and show as ignored otherwise. What the
+## tests run is built first: the real peers (make peers, cached outside the clone) and, as root, the images
+## the root-only tests load (roslan's, the ROS 2 workload's, the pause image of the e2e's node).
 ifeq ($(ROOT),0)
-ROOT_PREREQUISITES := peers image ros-image pause-image
+ROOT_PREREQUISITES := image ros-image pause-image
 endif
-test: deps venv lint clean-netns $(ROOT_PREREQUISITES)
+test: deps venv peers lint clean-netns $(ROOT_PREREQUISITES)
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p roslan --features fault-injection --target-dir target/faults
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --target $(TARGET) -p roslan -p roslan-install
@@ -131,16 +144,23 @@ stress: deps
 	ROSLAN_STORM_OPS=$(STORM_OPS) $(CARGO) test -p roslan-tests $(ROOT_FEATURES) --test storm -- --nocapture
 	@$(MAKE) --no-print-directory clean-netns
 
-## conformance: score roslan and the reference plugins with cni-conformance; refreshes docs/conformance.md.
-CONFORMANCE_RUNS := roslan:target/debug/roslan reference:/usr/lib/cni/macvlan reference-multicast:/usr/lib/cni/macvlan
-conformance: deps venv
+## conformance: score roslan and the reference plugins (the upstream release from make peers, and
+## Debian's) with cni-conformance; refreshes the scorecards in docs/conformance.md. Each run is
+## marker:configuration:plugin.
+UPSTREAM_PLUGINS = $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["plugins"]["dir"] + "/bin")' $(ROSLAN_PEERS_DIR)/manifest.json 2>/dev/null)
+CONFORMANCE_RUNS = roslan:roslan:target/debug/roslan \
+	reference-upstream:reference:$(UPSTREAM_PLUGINS)/macvlan \
+	reference:reference:/usr/lib/cni/macvlan \
+	reference-multicast-upstream:reference-multicast:$(UPSTREAM_PLUGINS)/macvlan \
+	reference-multicast:reference-multicast:/usr/lib/cni/macvlan
+conformance: deps venv peers
 	@if [ "$(ROOT)" != 0 ]; then echo "make conformance needs root (it creates network namespaces)"; exit 1; fi
 	$(CARGO) build --workspace --all-targets
 	@for run in $(CONFORMANCE_RUNS); do \
-		name=$${run%%:*}; plugin=$${run#*:}; \
-		target/debug/cni-conformance --plugin $$plugin --config tests/conformance/$$name.json --markdown 2>/dev/null \
-			| $(PYTHON) tests/conformance/splice.py docs/conformance.md scorecard-$$name || exit 1; \
-		echo "scored $$name"; \
+		marker=$${run%%:*}; rest=$${run#*:}; config=$${rest%%:*}; plugin=$${rest#*:}; \
+		target/debug/cni-conformance --plugin $$plugin --config tests/conformance/$$config.json --markdown 2>/dev/null \
+			| $(PYTHON) tests/conformance/splice.py docs/conformance.md scorecard-$$marker || exit 1; \
+		echo "scored $$marker"; \
 	done
 
 ## demo: two dual-homed pods on a throwaway LAN, with roslan and with the reference plugins: multicast, then
@@ -151,7 +171,7 @@ demo: deps release venv
 
 ## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md, the raw
 ## numbers in docs/benchmarks.json and the ADD latency chart docs/benchmarks-add-latency.png.
-bench: deps release venv
+bench: deps release venv peers
 	@if [ "$(ROOT)" != 0 ]; then echo "make bench needs root (it creates network namespaces)"; exit 1; fi
 	$(RELEASE_DIR)/roslan-bench --bin-dir $(RELEASE_DIR) --out docs/benchmarks.md
 	$(PYTHON) tests/bench/chart.py docs/benchmarks.json docs/benchmarks-add-latency.png

@@ -102,6 +102,46 @@ pub struct Args {
     )]
     pub interval: u64,
 
+    /// Run the block agent: lease address blocks of every `nodeBlocks` network for this node through
+    /// the Kubernetes API (needs --node-name) and write them to --blocks-file, which ADD reads.
+    #[arg(long, env = "ROSLAN_LEASE_BLOCKS")]
+    pub lease_blocks: bool,
+
+    /// The kubeconfig the block agent uses (a path in this container). Default: the pod's service
+    /// account (its mounted token and the KUBERNETES_SERVICE_HOST/PORT environment).
+    #[arg(long, env = "ROSLAN_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The namespace of the block Leases (the DaemonSet sets its own namespace here).
+    #[arg(
+        long,
+        env = "ROSLAN_LEASE_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = "roslan"
+    )]
+    pub lease_namespace: String,
+
+    /// The blocks file (a host path); a network's ipam.nodeBlocks.file must name the same one. The
+    /// agent's status file is written next to it (agent-status), for `roslan doctor`.
+    #[arg(
+        long,
+        env = "ROSLAN_BLOCKS_FILE",
+        value_name = "PATH",
+        default_value = roslan_ipam_core::blocks::file::DEFAULT_BLOCKS_FILE
+    )]
+    pub blocks_file: PathBuf,
+
+    /// How often the block agent looks at the node's reservations, in milliseconds.
+    #[arg(
+        long,
+        env = "ROSLAN_BLOCKS_TICK_MS",
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(50..=60_000),
+        hide = true
+    )]
+    pub blocks_tick_ms: u64,
+
     /// Install (or uninstall) once and exit instead of staying to re-check.
     #[arg(long, env = "ROSLAN_ONCE")]
     pub once: bool,

@@ -22,6 +22,7 @@
 //! roslan's current-thread runtime.
 
 pub mod binaries;
+pub mod blocks;
 pub mod cli;
 pub mod error;
 pub mod files;
@@ -100,6 +101,25 @@ impl Config {
                 return Err(Error::Usage(format!(
                     "the shim address {} lies inside the pod range {route}: pick a LAN address outside every --shim-route (and outside the IPAM range)",
                     shim.address.ip()
+                )));
+            }
+        }
+        if args.lease_blocks && !args.uninstall {
+            if args.node_name.is_none() {
+                return Err(Error::Usage(
+                    "--lease-blocks needs --node-name (ROSLAN_NODE_NAME, from spec.nodeName): Leases are held by the node"
+                        .into(),
+                ));
+            }
+            if args.once {
+                return Err(Error::Usage(
+                    "--lease-blocks keeps the node's headroom while it runs; it cannot be combined with --once".into(),
+                ));
+            }
+            if !args.blocks_file.is_absolute() {
+                return Err(Error::Usage(format!(
+                    "--blocks-file {} must be an absolute host path",
+                    args.blocks_file.display()
                 )));
             }
         }
@@ -415,6 +435,20 @@ impl Installer {
                 Err(err) => failures.push(err),
             }
         }
+        if self.config.args.lease_blocks {
+            let files = blocks::local::NodeFiles::new(self.host.clone(), self.config.args.blocks_file.clone());
+            match files.remove() {
+                Ok(removed) => {
+                    for path in removed {
+                        info!(
+                            "removed {} (the block agent's file; the node's Leases stay until its Node is deleted)",
+                            path.display()
+                        );
+                    }
+                }
+                Err(err) => failures.push(err),
+            }
+        }
         for raised in self.record.sysctls.clone() {
             match self.restore_sysctl(&raised, "uninstall") {
                 Ok(()) => self.record.sysctls.retain(|r| r.key != raised.key),
@@ -493,6 +527,15 @@ pub fn run(args: Args) -> i32 {
     };
     let interval = Duration::from_secs(args.interval);
     let (once, uninstall) = (args.once, args.uninstall);
+    let agent = (args.lease_blocks && !uninstall).then(|| blocks::AgentConfig {
+        node: args.node_name.clone().unwrap_or_default(),
+        namespace: args.lease_namespace.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        host_root: args.host_root.clone(),
+        blocks_file: args.blocks_file.clone(),
+        resync: interval,
+        tick: Duration::from_millis(args.blocks_tick_ms),
+    });
     let config = match Config::new(args) {
         Ok(config) => config,
         Err(err) => {
@@ -530,6 +573,12 @@ pub fn run(args: Args) -> i32 {
     }
     if once {
         return 0;
+    }
+    if let Some(agent) = agent
+        && let Err(err) = blocks::spawn(agent)
+    {
+        log_error!("cannot start the block agent: {err}");
+        return EXIT_FAILED;
     }
     info!("checking again every {}s; SIGTERM or SIGINT stops", interval.as_secs());
     loop {

@@ -67,8 +67,9 @@ fn unplaced(sets: &[RangeSet], requested: &[IpAddr], pending: &[IpAddr]) -> Ipam
 
 /// Reserves one address in each set for `owner`.
 ///
-/// A requested address is used for the set that contains it; every other set is walked round-robin
-/// from its cursor. A set is refused if `owner` already holds an address in it (unless that set's
+/// A requested address is used for the set that contains it; in every other set a `preferred` address
+/// (a sticky one: what the pod had last) is taken when it is free, and otherwise the set is walked
+/// round-robin from its cursor. A set is refused if `owner` already holds an address in it (unless that set's
 /// address was requested explicitly, as in host-local). On any failure, the addresses reserved by this
 /// call, and only those, are released again, so that a failed ADD leaves the store as it found it.
 pub fn allocate(
@@ -76,6 +77,7 @@ pub fn allocate(
     sets: &[RangeSet],
     owner: &Owner,
     requested: &[IpAddr],
+    preferred: &[IpAddr],
 ) -> Result<Vec<Allocation>, IpamError> {
     let mut pending: Vec<IpAddr> = requested.iter().copied().map(canonical).collect();
     pending.dedup();
@@ -100,7 +102,10 @@ pub fn allocate(
                             id: owner.container_id.clone(),
                         });
                     }
-                    reserve_next(store, set, index, owner)?
+                    match reserve_preferred(store, set, index, owner, preferred)? {
+                        Some(allocation) => allocation,
+                        None => reserve_next(store, set, index, owner)?,
+                    }
                 }
             };
             done.push(allocation);
@@ -150,6 +155,30 @@ fn reserve_requested(
         gateway: range.gateway,
         set_index: index,
     })
+}
+
+/// The first of `preferred` that lies in `set` and is free, reserved without moving the cursor.
+fn reserve_preferred(
+    store: &mut LockedStore<'_>,
+    set: &RangeSet,
+    index: usize,
+    owner: &Owner,
+    preferred: &[IpAddr],
+) -> Result<Option<Allocation>, IpamError> {
+    for ip in preferred.iter().copied().map(canonical) {
+        let Some(range) = set.range_for(ip).filter(|r| r.gateway != ip) else {
+            continue;
+        };
+        if store.reserve_keeping_cursor(ip, owner)? {
+            return Ok(Some(Allocation {
+                ip,
+                prefix: range.subnet.prefix(),
+                gateway: range.gateway,
+                set_index: index,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 fn reserve_next(

@@ -199,6 +199,16 @@ pub enum IpamError {
         /// The bound.
         limit: u64,
     },
+    /// The node agent's blocks or status file does not say what it should.
+    #[error("{}{}: {problem}; the node agent (roslan-install) rewrites it: check its log", path.display(), if *line > 0 { format!(" line {line}") } else { String::new() })]
+    BlocksFile {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1), or 0 for the whole file.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
     /// A file system operation failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

@@ -8,6 +8,7 @@
 //! standalone `roslan-ipam` binary, and property tests that run without root.
 
 pub mod allocator;
+pub mod blocks;
 mod error;
 pub mod file;
 pub mod fnv;
@@ -20,4 +21,4 @@ mod proptests;
 pub use allocator::{Allocation, allocate, check_disjoint};
 pub use error::IpamError;
 pub use range::{Range, RangeSet, RangeSpec};
-pub use store::{Entry, LockedStore, Owner, Store};
+pub use store::{Entry, LockedStore, Owner, PodRef, Store};

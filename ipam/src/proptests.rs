@@ -108,7 +108,7 @@ proptest! {
                     let mut locked = store.lock().unwrap();
                     prop_assert!(locked.indexed());
                     let held_before = locked.find(&owner(o)).unwrap();
-                    match allocate(&mut locked, &sets, &owner(o), &[]) {
+                    match allocate(&mut locked, &sets, &owner(o), &[], &[]) {
                         Ok(got) => {
                             prop_assert!(held_before.is_empty());
                             prop_assert_eq!(Some(got[0].ip), expected, "host-local would pick another address");
@@ -124,7 +124,7 @@ proptest! {
                     let ip = address(&set, i);
                     let was_free = !truth(&dir).contains_key(&ip);
                     let mut locked = store.lock().unwrap();
-                    let result = allocate(&mut locked, &sets, &owner(o), &[ip]);
+                    let result = allocate(&mut locked, &sets, &owner(o), &[ip], &[]);
                     prop_assert_eq!(result.is_ok(), was_free, "{:?}", result);
                 }
                 Step::Release(o) => {

@@ -245,6 +245,8 @@ fn ipam_code(err: &IpamError) -> u32 {
         | IpamError::RequestedOutsideRanges { .. } => code::REQUESTED_ADDRESS,
         IpamError::Duplicate { .. } => code::DUPLICATE,
         IpamError::Io { .. } => 5,
+        // The agent replaces the file whole; a broken one is fixed by its next write, not by the user.
+        IpamError::BlocksFile { .. } => 11,
         IpamError::MissingSubnet
         | IpamError::MappedSubnet { .. }
         | IpamError::RangeReversed { .. }

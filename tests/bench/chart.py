@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draws ADD latency against the number of allocated addresses, roslan and the reference, for `make bench`.
+"""Draws ADD latency against the number of allocated addresses, roslan and the references, for `make bench`.
 
 Reads the `occupancy` section that roslan-bench wrote to docs/benchmarks.json and writes
 docs/benchmarks-add-latency.png, which docs/benchmarks.md embeds. No display is needed (Agg backend).
@@ -24,7 +24,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 # label in the JSON, legend text, colour, marker, value labels above (1) or below (-1) the points
 SERIES = [
     ("roslan", "roslan (built-in host-local IPAM)", "#1f77b4", "o", -1),
-    ("reference", "reference macvlan + host-local", "#d62728", "s", 1),
+    ("upstream", "upstream macvlan + host-local", "#d62728", "s", 1),
+    ("debian", "Debian 1.1.1 macvlan + host-local", "#ff7f0e", "^", 1),
 ]
 
 

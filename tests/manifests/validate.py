@@ -73,8 +73,9 @@ CLUSTER_SCOPED = {
     "StorageClass", "PersistentVolume", "RuntimeClass", "IngressClass", "CSIDriver",
     "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
 }
-# Kinds whose namespace handling in kustomize goes beyond metadata.namespace (subjects are rewritten).
-NAMESPACE_UNSUPPORTED = {"RoleBinding", "ClusterRoleBinding"}
+# Kinds whose subjects kustomize's namespace transformer rewrites too (its default, setRoleBindingSubjects:
+# defaultOnly: a ServiceAccount subject with no namespace or "default" gets the kustomization's).
+BINDINGS = {"RoleBinding", "ClusterRoleBinding"}
 
 # Strategic-merge-patch merge keys of the lists in pod specs; other lists are replaced whole (atomic), except
 # those below whose merge semantics this renderer does not reproduce.
@@ -572,9 +573,11 @@ def apply_namespace(k, objects):
         return
     for obj, origin in objects:
         kind = obj.get("kind")
-        if kind in NAMESPACE_UNSUPPORTED:
-            PROBLEMS.add(origin, f"kustomize rewrites the subjects of a {kind}; the renderer does not")
-        elif kind == "Namespace":
+        if kind in BINDINGS:
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount" and subject.get("namespace") in (None, "default"):
+                    subject["namespace"] = namespace
+        if kind == "Namespace":
             if obj["metadata"].get("name") != namespace:
                 PROBLEMS.add(origin, f"Namespace {obj['metadata'].get('name')} rendered by a kustomization "
                                      f"whose objects go to namespace {namespace}")

@@ -294,6 +294,23 @@ impl ControlPlane {
         self.apiserver = Some(daemon);
     }
 
+    /// Restarts kube-apiserver with an audit log of every request at Metadata level (who asked what, with
+    /// which verb and answer), for counting a client's requests; returns the log (one JSON event a line).
+    pub fn enable_audit_log(&mut self) -> PathBuf {
+        let policy = self.dir.join("audit-policy.yaml");
+        let log = self.dir.join("audit.log");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n",
+        )
+        .expect("write audit policy");
+        self.apiserver_args.push(arg("audit-policy-file", path(&policy)));
+        self.apiserver_args.push(arg("audit-log-path", path(&log)));
+        self.stop_apiserver();
+        self.start_apiserver();
+        log
+    }
+
     /// Stops kube-apiserver (etcd and the controllers keep running), as when a node loses the control plane.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut daemon) = self.apiserver.take() {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::bench::{Stats, round};
 use crate::lan::{Lan, MASTER, Pod, SUBNET};
 use crate::netns::{Netns, try_sh};
-use crate::plugin::{Call, reference_bin};
+use crate::plugin::{Call, Reference};
 use crate::process::{Finished, Line, Peer, Stop};
 
 /// The one piece of DDS configuration the tests use: Cyclone speaks IPv4 unless its transport is set to
@@ -551,7 +551,7 @@ fn stats(samples: &[Option<Duration>]) -> Value {
 /// The DDS discovery benchmark (issue 4): two pods attached to the LAN, `ddsperf sub` in one and
 /// `ddsperf pub` in the other, time from the publisher's process start to each side's first
 /// "participant ... new" line. Single-homed and dual-homed pods with roslan, and dual-homed pods with
-/// the reference macvlan + host-local and the usual `224.0.0.0/4` route (which never discover: reported
+/// the upstream reference macvlan + host-local and the usual `224.0.0.0/4` route (which never discover: reported
 /// as such, with the bounded wait). Configurations are interleaved round by round after one discarded
 /// warm-up round; the reference runs `min(rounds, 3)` rounds, each costing the whole wait.
 ///
@@ -576,19 +576,16 @@ pub fn discovery_bench_with(lan: &Lan, rounds: usize, roslan_bin: &Path) -> Valu
     reference["type"] = json!("macvlan");
     reference["ipam"]["routes"] = json!([{"dst": "224.0.0.0/4"}]);
 
+    // The reference is the upstream release (what users run), with its own host-local.
+    let upstream = Reference::upstream();
     let attach = |pod: &Pod, conf: &Value, plugin: &Path| {
-        let reply = lan.call(&Call::new(
-            plugin.to_path_buf(),
-            "ADD",
-            &pod.id,
-            &pod.path(),
-            "net1",
-            conf,
-        ));
+        let mut call = Call::new(plugin.to_path_buf(), "ADD", &pod.id, &pod.path(), "net1", conf);
+        call.cni_path = upstream.dir.to_string_lossy().into_owned();
+        let reply = lan.call(&call);
         assert_eq!(reply.status, 0, "ADD for the DDS benchmark failed: {reply}");
     };
     let roslan_bin = roslan_bin.to_path_buf();
-    let macvlan = reference_bin("macvlan");
+    let macvlan = upstream.bin("macvlan");
     let single = [lan.pod(), lan.pod()];
     let dual = [lan.dual_homed_pod(), lan.dual_homed_pod()];
     let refdual = [lan.dual_homed_pod(), lan.dual_homed_pod()];

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::netns::{Netns, unique};
-use crate::plugin::{Call, Reply, reference_bin};
+use crate::plugin::{Call, Reference, Reply};
 
 /// The LAN subnet every test LAN uses (each LAN lives in its own namespaces, so they never meet).
 pub const SUBNET: &str = "10.77.0.0/16";
@@ -221,12 +221,12 @@ impl Lan {
             .unwrap_or_else(|| panic!("ADD printed no JSON: {reply}"))
     }
 
-    /// ADD with the reference macvlan (and whatever IPAM `conf` names), panicking with the plugin's reply if
-    /// it fails: the control in tests that compare roslan with what people use today.
-    pub fn reference_add(&self, pod: &Pod, ifname: &str, conf: &Value) -> Value {
-        let call = Call::new(reference_bin("macvlan"), "ADD", &pod.id, &pod.path(), ifname, conf);
+    /// ADD with `reference`'s macvlan (and whatever IPAM `conf` names), panicking with the plugin's reply
+    /// if it fails: the control in tests that compare roslan with what people use today.
+    pub fn reference_add(&self, reference: &Reference, pod: &Pod, ifname: &str, conf: &Value) -> Value {
+        let call = reference.call("macvlan", "ADD", &pod.id, &pod.path(), ifname, conf);
         let reply = self.call(&call);
-        assert_eq!(reply.status, 0, "reference ADD failed: {reply}");
+        assert_eq!(reply.status, 0, "{} ADD failed: {reply}", reference.name);
         reply.json.clone().unwrap_or(Value::Null)
     }
 
@@ -307,8 +307,8 @@ impl MultiNodeLan {
         MultiNodeLan { host, nodes, dir }
     }
 
-    /// Like [`MultiNodeLan::new`], with IGMP snooping on and the bridge acting as the LAN's IGMP querier,
-    /// as a managed switch with a querier does. It sends general queries every `query_interval_cs`
+    /// Like [`MultiNodeLan::new`], with IGMP and MLD snooping on and the bridge acting as the LAN's IGMP
+    /// and MLD querier, as a managed switch with a querier does. It sends general queries every `query_interval_cs`
     /// centiseconds (the kernel's minimum is 100; real switches use 12500), and answers a leave at once
     /// with a group-specific query, whatever the interval.
     pub fn with_querier(count: usize, query_interval_cs: u32) -> MultiNodeLan {
@@ -329,6 +329,17 @@ impl MultiNodeLan {
             "mcast_querier",
             "1",
         ]);
+        // A switch's querier has its address long before anyone asks; the bridge's MLD querier needs its
+        // IPv6 link-local address out of duplicate address detection (a second or two) to send anything.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let tentative = lan.host.ip(&["-6", "addr", "show", "dev", "br0", "tentative"]);
+            let any = lan.host.ip(&["-6", "addr", "show", "dev", "br0", "scope", "link"]);
+            if tentative.trim().is_empty() && !any.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         lan
     }
 

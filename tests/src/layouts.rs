@@ -16,7 +16,7 @@
 //!
 //! Each run ([`run`]) has a LAN of its own, so runs can go on at the same time ([`run_all`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,38 +24,9 @@ use serde_json::{Value, json};
 
 use crate::container::Sandbox;
 use crate::lan::{Lan, MASTER, Pod};
-use crate::plugin::{Call, REFERENCE_DIR};
+use crate::plugin::Call;
+pub use crate::plugin::Reference;
 use crate::ros2::{Chat, ChatOutcome, Middleware};
-
-/// A directory of reference CNI plugins (`macvlan` and `host-local` from containernetworking/plugins):
-/// the seed's network uses them. Debian's 1.1.1 today; the upstream release is another directory.
-#[derive(Clone, Debug)]
-pub struct Reference {
-    /// For tables: `Debian 1.1.1`.
-    pub name: String,
-    /// Where `macvlan` and `host-local` are; also the CNI_PATH the plugin gets.
-    pub dir: PathBuf,
-}
-
-impl Reference {
-    /// Debian's containernetworking-plugins 1.1.1 in /usr/lib/cni.
-    pub fn debian() -> Reference {
-        Reference {
-            name: "Debian 1.1.1".to_string(),
-            dir: PathBuf::from(REFERENCE_DIR),
-        }
-    }
-
-    fn macvlan(&self) -> PathBuf {
-        let path = self.dir.join("macvlan");
-        assert!(
-            path.is_file(),
-            "{} is missing (`make test` installs Debian's)",
-            path.display()
-        );
-        path
-    }
-}
 
 /// Where the seed put its talkers and its listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,11 +141,11 @@ impl Network {
                 lan.add(pod, "net1", &lan.config("0.3.1"));
                 return;
             }
-            Network::Seed(r) => (r.macvlan(), &r.dir, seed_config(lan.dir(), false)),
-            Network::SeedWithRoute(r) => (r.macvlan(), &r.dir, seed_config(lan.dir(), true)),
+            Network::Seed(r) => (r.bin("macvlan"), &r.dir, seed_config(lan.dir(), false)),
+            Network::SeedWithRoute(r) => (r.bin("macvlan"), &r.dir, seed_config(lan.dir(), true)),
         };
         let mut call = Call::new(plugin, "ADD", &pod.id, &pod.path(), "net1", &conf);
-        call.cni_path = cni_path.to_str().expect("utf-8").to_string();
+        call.cni_path = cni_path.to_string_lossy().into_owned();
         let reply = lan.call(&call);
         assert_eq!(reply.status, 0, "{} ADD failed: {reply}", self.label());
     }

@@ -1,16 +1,19 @@
 //! Black-box test support for roslan: throwaway LANs in network namespaces ([`lan`], [`netns`]), a
 //! runner that calls a CNI plugin binary the way a runtime does ([`plugin`]), and the real peers built
-//! by `make peers` ([`peers`]) with a control plane made of them ([`apiserver`]).
+//! by `make peers` ([`peers`]) with a control plane made of them ([`apiserver`]), and a cluster of several
+//! nodes with their block agents on one LAN ([`cluster`]).
 //!
 //! The integration tests in `tests/` and the `cni-conformance` runner are built on this; neither
 //! links the plugin's code, they only run its binary.
 
 pub mod apiserver;
 pub mod bench;
+pub mod cluster;
 pub mod conformance;
 pub mod container;
 pub mod daemon;
 pub mod dds;
+pub mod forward;
 pub mod lan;
 pub mod layouts;
 pub mod multus;

@@ -190,12 +190,17 @@ impl MicroK8s {
         }
     }
 
-    /// Writes the cluster network to `10-<name>.conflist` (pretty, as Calico's install-cni writes its own)
-    /// and returns the path.
-    pub fn write_cluster_network(&self, conflist: &Value) -> PathBuf {
-        let name = conflist["name"].as_str().expect("the cluster network has a name");
-        let path = self.conf_dir().join(format!("10-{name}.conflist"));
-        let text = serde_json::to_string_pretty(conflist).expect("serialise") + "\n";
+    /// Writes the cluster network to `10-<name>.conflist` (pretty, as Calico's install-cni writes its own),
+    /// or to `10-<name>.conf` when it is a single configuration, and returns the path.
+    pub fn write_cluster_network(&self, conf: &Value) -> PathBuf {
+        let name = conf["name"].as_str().expect("the cluster network has a name");
+        let ext = if conf.get("plugins").is_some() {
+            "conflist"
+        } else {
+            "conf"
+        };
+        let path = self.conf_dir().join(format!("10-{name}.{ext}"));
+        let text = serde_json::to_string_pretty(conf).expect("serialise") + "\n";
         std::fs::write(&path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
         path
     }
@@ -355,8 +360,8 @@ pub struct ThickDaemon {
 /// Multus' kubeconfig, as an entrypoint writes it.
 #[derive(Clone, Debug)]
 pub struct Kubeconfig {
-    /// Whose template: 3.9's script writes `https://[host]:port`, Multus 4's Go code
-    /// `net.JoinHostPort` (brackets only for IPv6).
+    /// Whose template: 3.9's script writes `https://[host]:port` whatever the host, Multus 4's Go code
+    /// `net.JoinHostPort` (brackets only for IPv6). See [`Kubeconfig::text`] for the one difference.
     pub flavour: Flavour,
     /// The API server's host (`KUBERNETES_SERVICE_HOST`).
     pub host: String,
@@ -397,14 +402,19 @@ impl Kubeconfig {
         }
     }
 
-    /// The file's text.
+    /// The file's text: the entrypoint's, except that an IPv4 host is never put in brackets.
+    ///
+    /// 3.9's script writes `https://[10.152.183.1]:443` on MicroK8s, which the upstream image's
+    /// Multus (built with a Go of its time) parses. Go 1.24.8 and 1.25.2 made `net/url` refuse brackets
+    /// around anything but an IPv6 address (CVE-2025-47912), so the peers' Multus 3.9.3, built with
+    /// today's Go, fails every ADD and DEL with `Multus: error getting k8s client: host must be a URL or
+    /// a host:port pair: "https://[127.0.0.1]:38247"` (measured). The brackets belong to the script, not
+    /// to MicroK8s, so this writes the address plainly, as Multus 4 does.
     pub fn text(&self) -> String {
-        let server = match self.flavour {
-            Flavour::V3Thin => format!("https://[{}]:{}", self.host, self.port),
-            Flavour::V4Thin | Flavour::V4Thick if self.host.contains(':') => {
-                format!("https://[{}]:{}", self.host, self.port)
-            }
-            Flavour::V4Thin | Flavour::V4Thick => format!("https://{}:{}", self.host, self.port),
+        let server = if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
         };
         let user = match &self.credentials {
             Credentials::Token(token) => format!("    token: \"{token}\"\n"),
@@ -438,6 +448,17 @@ pub fn cluster_network(cni_version: &str, subnet: &str, data_dir: Option<&Path>)
         "name": CLUSTER_NETWORK,
         "plugins": [{"type": "ptp", "ipMasq": false, "ipam": ipam}]
     })
+}
+
+/// A conflist of one plugin as the single configuration it stands for (the list's `cniVersion` and `name`
+/// moved into the plugin).
+pub fn single_plugin(conflist: &Value) -> Value {
+    let plugins = conflist["plugins"].as_array().expect("a conflist");
+    assert_eq!(plugins.len(), 1, "a conflist of one plugin: {conflist}");
+    let mut conf = plugins[0].clone();
+    conf["cniVersion"] = conflist["cniVersion"].clone();
+    conf["name"] = conflist["name"].clone();
+    conf
 }
 
 /// The capabilities the entrypoints copy from the master plugin (every enabled one, of every plugin).
@@ -636,7 +657,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The same run's kubeconfig (token `tok123`, CA file `CA\n`, host 127.0.0.1, port 6443).
+    /// The same run's kubeconfig (token `tok123`, CA file `CA\n`, host 127.0.0.1, port 6443), except for
+    /// the brackets the script put around 127.0.0.1 (see [`Kubeconfig::text`]).
     #[test]
     fn v3_kubeconfig_is_the_entrypoints() {
         let kubeconfig = Kubeconfig {
@@ -648,13 +670,14 @@ mod tests {
         };
         assert_eq!(
             kubeconfig.text(),
-            "# Kubeconfig file for Multus CNI plugin.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://[127.0.0.1]:6443\n    certificate-authority-data: Q0EK\nusers:\n- name: multus\n  user:\n    token: \"tok123\"\ncontexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n"
+            "# Kubeconfig file for Multus CNI plugin.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: Q0EK\nusers:\n- name: multus\n  user:\n    token: \"tok123\"\ncontexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n"
         );
-        let v4 = Kubeconfig {
+        let v6 = Kubeconfig {
             flavour: Flavour::V4Thin,
+            host: "fd00::1".into(),
             ..kubeconfig
         };
-        assert!(v4.text().contains("    server: https://127.0.0.1:6443\n"));
+        assert!(v6.text().contains("    server: https://[fd00::1]:6443\n"));
     }
 
     /// The bytes v4.3.0's `thin_entrypoint` wrote when run with upstream's arguments (and MicroK8s'

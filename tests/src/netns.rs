@@ -183,6 +183,32 @@ impl Drop for Netns {
     }
 }
 
+impl Netns {
+    /// Moves the calling thread into this namespace until the guard is dropped, so that what it starts
+    /// (a control plane on 127.0.0.1) and what it connects to share this namespace's loopback with the
+    /// processes a runtime starts here. Only this thread moves; keep the guard on the thread that made it
+    /// and drop it before the namespace.
+    pub fn enter(&self) -> ThreadInNetns {
+        let original = std::fs::File::open("/proc/thread-self/ns/net").expect("open this thread's netns");
+        let target = std::fs::File::open(self.path()).unwrap_or_else(|err| panic!("open {}: {err}", self.path()));
+        nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|err| panic!("enter {}: {err}", self.name));
+        ThreadInNetns { original }
+    }
+}
+
+/// The calling thread's own network namespace, restored on drop (see [`Netns::enter`]).
+#[derive(Debug)]
+pub struct ThreadInNetns {
+    original: std::fs::File,
+}
+
+impl Drop for ThreadInNetns {
+    fn drop(&mut self) {
+        let _ = nix::sched::setns(&self.original, nix::sched::CloneFlags::CLONE_NEWNET);
+    }
+}
+
 /// Removes namespaces left by killed runs of this test suite (anything with our prefix whose creating
 /// process is gone).
 pub fn clean_stale() {

@@ -58,15 +58,81 @@ pub fn roslan_bin() -> PathBuf {
 /// Where Debian's containernetworking-plugins put the reference binaries.
 pub const REFERENCE_DIR: &str = "/usr/lib/cni";
 
-/// A reference plugin (macvlan, host-local, static...), which `make test` installs.
+/// One build of the reference plugins (containernetworking/plugins: macvlan, host-local, ...). Tests
+/// that compare roslan with "the reference" run both: the upstream release users run today, which the
+/// goals compare against, and Debian's 2022 build, which is what a Debian node has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// For messages and tables: `upstream v1.10.0`, `Debian 1.1.1`.
+    pub name: String,
+    /// Where its binaries are; also the CNI_PATH its macvlan gets, so it runs its own host-local.
+    pub dir: PathBuf,
+}
+
+impl Reference {
+    /// Debian's containernetworking-plugins (1.1.1 on bookworm) in /usr/lib/cni, which `make test`
+    /// installs.
+    pub fn debian() -> Reference {
+        let version = std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${Version}", "containernetworking-plugins"])
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|v| v.split(['+', '-']).next().map(str::to_string))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "1.1.1".to_string());
+        Reference {
+            name: format!("Debian {version}"),
+            dir: PathBuf::from(REFERENCE_DIR),
+        }
+    }
+
+    /// The upstream release pinned in tests/peers/plugins and built by `make peers`.
+    pub fn upstream() -> Reference {
+        let plugins = crate::peers::peer("plugins");
+        Reference {
+            name: format!("upstream {}", plugins.version),
+            dir: plugins.bin_dir(),
+        }
+    }
+
+    /// Both, upstream first: every comparison runs against each.
+    pub fn all() -> [Reference; 2] {
+        [Reference::upstream(), Reference::debian()]
+    }
+
+    /// One of its plugins; panics with the command that installs it when missing.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        assert!(
+            path.exists(),
+            "{} ({}) is missing: `make test` installs Debian's (apt-get install containernetworking-plugins) and builds upstream's (make peers)",
+            path.display(),
+            self.name
+        );
+        path
+    }
+
+    /// A call of its `plugin` with CNI_PATH set to its own directory.
+    pub fn call<'a>(
+        &self,
+        plugin: &str,
+        command: &'a str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> Call<'a> {
+        let mut call = Call::new(self.bin(plugin), command, container_id, netns, ifname, conf);
+        call.cni_path = self.dir.to_string_lossy().into_owned();
+        call
+    }
+}
+
+/// A plugin of Debian's reference build, for tests that need one as a tool rather than as the thing
+/// compared (a host-local sharing a directory uses [`Reference::all`]).
 pub fn reference_bin(name: &str) -> PathBuf {
-    let path = Path::new(REFERENCE_DIR).join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: apt-get install containernetworking-plugins (`make test` does)",
-        path.display()
-    );
-    path
+    Reference::debian().bin(name)
 }
 
 /// The address of `ips[i]` in a CNI result, without its prefix length (`10.77.1.10`), as the store names

@@ -196,3 +196,151 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+/// A mount namespace of its own for the processes of one node (its runtime, the runtime's shims and CNI
+/// plugins, Multus' daemon), so that paths Multus and runtimes hard-code stay out of the machine's:
+/// `/run` is a fresh tmpfs (network namespace files, containerd's shim sockets, `/run/secrets`), and
+/// `/var/lib/cni` (libcni's cache, Multus' `/var/lib/cni/multus`, host-local's
+/// default data) is a directory of the test's, bind-mounted. A sleeping holder process keeps the
+/// namespace; every node process joins it with [`NodeMounts::command`], in the node's network namespace.
+/// Nothing is mounted in the machine's mount namespace: the mounts vanish with the namespace's last
+/// process. The test reads what the node's processes see through `/proc/<holder>/root`
+/// ([`NodeMounts::host_path`]).
+#[derive(Debug)]
+pub struct NodeMounts {
+    holder: Child,
+    netns: String,
+    var_lib_cni: PathBuf,
+}
+
+/// What [`NodeMounts`] adds besides `/run` and `/var/lib/cni`.
+#[derive(Debug, Default)]
+pub struct NodeMountOptions {
+    /// A pod's service account, as `/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}`
+    /// (thick Multus' daemon reads its in-cluster configuration there): the token and the CA file.
+    pub service_account: Option<(String, PathBuf)>,
+    /// Make `/opt/cni/bin` a symbolic link to this directory (on a tmpfs over `/opt`), as MicroK8s links
+    /// the host's `/opt/cni/bin` to `$SNAP_DATA/opt/cni/bin` when the host has none: Multus' default
+    /// `binDir`, the only place thick Multus' daemon looks for delegates.
+    pub opt_cni_bin: Option<PathBuf>,
+    /// Bind the whole tree at this directory, as `/` is mounted at `/hostroot` in thick Multus' pod (new
+    /// mounts under `/run`, such as a sandbox's network namespace, reach it too).
+    pub hostroot: Option<PathBuf>,
+}
+
+/// The holder's script: `$0` is the directory for `/var/lib/cni`, `$1` the service account directory (or
+/// empty), `$2` the hostroot (or empty), `$3` the file to create when ready, `$4` the target of
+/// `/opt/cni/bin` (or empty).
+const NODE_MOUNTS_SCRIPT: &str = r#"set -e
+mount -t tmpfs -o mode=0755,size=64m roslan-node-run /run
+mount --make-shared /run
+if [ ! -d /var/lib/cni ]; then mount -t tmpfs -o mode=0755 roslan-node-var-lib /var/lib; mkdir /var/lib/cni; fi
+mount --bind "$0" /var/lib/cni
+if [ -n "$1" ]; then
+  mkdir -p /run/secrets/kubernetes.io/serviceaccount
+  cp "$1/token" "$1/ca.crt" /run/secrets/kubernetes.io/serviceaccount/
+fi
+if [ -n "$4" ]; then mount -t tmpfs -o mode=0755 roslan-node-opt /opt; mkdir /opt/cni; ln -s "$4" /opt/cni/bin; fi
+if [ -n "$2" ]; then mkdir -p "$2"; mount --rbind / "$2"; mount --make-rslave "$2"; fi
+touch "$3"
+exec sleep infinity"#;
+
+impl NodeMounts {
+    /// Makes the namespace, its holder running in `netns` (a path such as `/run/netns/<name>`), with its
+    /// files under `dir` (which the test owns and removes).
+    pub fn new(netns: &str, dir: &Path, options: NodeMountOptions) -> NodeMounts {
+        let var_lib_cni = dir.join("var-lib-cni");
+        std::fs::create_dir_all(&var_lib_cni).expect("create the node's /var/lib/cni");
+        let sa_dir = match &options.service_account {
+            Some((token, ca)) => {
+                let sa = dir.join("serviceaccount");
+                std::fs::create_dir_all(&sa).expect("create the service account dir");
+                std::fs::write(sa.join("token"), token).expect("write the token");
+                std::fs::copy(ca, sa.join("ca.crt")).expect("copy the CA");
+                sa.display().to_string()
+            }
+            None => String::new(),
+        };
+        let hostroot = options
+            .hostroot
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let ready = dir.join("node-mounts.ready");
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--", "nsenter"])
+            .arg(format!("--net={netns}"))
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                NODE_MOUNTS_SCRIPT,
+            ])
+            .arg(&var_lib_cni)
+            .arg(sa_dir)
+            .arg(hostroot)
+            .arg(&ready)
+            .arg(
+                options
+                    .opt_cni_bin
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+            .stdin(std::process::Stdio::null());
+        let mut holder = cmd.spawn().expect("start the node's mount namespace");
+        let up = wait_until(Duration::from_secs(10), || {
+            ready.exists() || holder.try_wait().ok().flatten().is_some()
+        });
+        if !up || !ready.exists() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            panic!("the node's mount namespace did not come up");
+        }
+        NodeMounts {
+            holder,
+            netns: netns.to_string(),
+            var_lib_cni,
+        }
+    }
+
+    /// The holder's pid.
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// `program` to run in the node's mount and network namespaces.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.pid()))
+            .arg(format!("--net={}", self.netns))
+            .arg(program);
+        cmd
+    }
+
+    /// A path as the node's processes see it (`/var/run/netns/cni-...`), reachable from the test. Under
+    /// `/proc/<pid>/root` an absolute symbolic link resolves against the test's own root, so `/var/run`
+    /// (a link to `/run` on Debian) is replaced by its target first.
+    pub fn host_path(&self, node_path: &str) -> PathBuf {
+        let path = match node_path.strip_prefix("/var/run/") {
+            Some(rest) => format!("/run/{rest}"),
+            None => node_path.to_string(),
+        };
+        PathBuf::from(format!("/proc/{}/root{path}", self.pid()))
+    }
+
+    /// The directory mounted at the node's `/var/lib/cni`.
+    pub fn var_lib_cni(&self) -> &Path {
+        &self.var_lib_cni
+    }
+}
+
+impl Drop for NodeMounts {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}

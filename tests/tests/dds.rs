@@ -27,6 +27,7 @@
 use roslan_tests::container::Sandbox;
 use roslan_tests::dds::{Chatter, Ddsperf, UDP6_URI, cyclone_selection, namespace_state, require_peers};
 use roslan_tests::netns::Netns;
+use roslan_tests::plugin::Reference;
 use roslan_tests::ros2::{Chat, ChatOutcome, FASTDDS_UDPV6, Middleware, require_nodes};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
@@ -96,8 +97,8 @@ enum Pods {
     DualStack,
 }
 
-/// Two pods of `kind`, each given `net1` by roslan with `conf`, or by the reference macvlan.
-fn pair(lan: &Lan, kind: Pods, conf: &Value, reference: bool) -> (Pod, Pod) {
+/// Two pods of `kind`, each given `net1` by roslan with `conf`, or by `reference`'s macvlan.
+fn pair(lan: &Lan, kind: Pods, conf: &Value, reference: Option<&Reference>) -> (Pod, Pod) {
     let make = || match kind {
         Pods::Single => lan.pod(),
         Pods::Dual => lan.dual_homed_pod(),
@@ -105,10 +106,13 @@ fn pair(lan: &Lan, kind: Pods, conf: &Value, reference: bool) -> (Pod, Pod) {
     };
     let (a, b) = (make(), make());
     for pod in [&a, &b] {
-        if reference {
-            lan.reference_add(pod, "net1", conf);
-        } else {
-            lan.add(pod, "net1", conf);
+        match reference {
+            Some(reference) => {
+                lan.reference_add(reference, pod, "net1", conf);
+            }
+            None => {
+                lan.add(pod, "net1", conf);
+            }
         }
     }
     (a, b)
@@ -179,7 +183,7 @@ fn assert_dds_isolated(a: &Netns, b: &Netns, topology: &str, uri: Option<&'stati
 fn single_homed_pods_discover_each_other() {
     let lan = lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Single, &conf, false);
+    let (a, b) = pair(&lan, Pods::Single, &conf, None);
     assert_dds_works(&a.ns, &b.ns, "single-homed pods", None);
 }
 
@@ -193,7 +197,7 @@ fn dual_homed_pods_discover_each_other_over_net1() {
     // forwards nothing, so whatever the peers find, they find over net1.
     let lan = lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, None);
     assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
     for pod in [&a, &b] {
         assert!(
@@ -247,7 +251,7 @@ fn ipv6_dual_stack_pods_discover_each_other_over_net1() {
     // IPv6 default route, so eth0 is a full candidate; the overlay forwards nothing.
     let lan = lan();
     let conf = dual_stack_config(&lan);
-    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, None);
     assert_eq!(lan.overlay.sysctl("net.ipv6.conf.all.forwarding"), "0");
     for pod in [&a, &b] {
         let v6 = pod.ns.addresses("net1");
@@ -278,18 +282,25 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_dual_homed_po
     // Cyclone picks eth0 (tie with net1, enumerated first), so SPDP goes into the overlay; and even on
     // net1 the gateway route would send it to the gateway's MAC only (next test).
     let lan = lan();
-    let conf = lan.reference_config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
-    let route = a.ns.routes("-4").into_iter().find(|r| r["dst"] == "224.0.0.0/4");
-    assert_eq!(
-        route.as_ref().map(|r| r["gateway"].clone()),
-        Some(json!(roslan_tests::lan::HOST_ADDR)),
-        "the reference attaches the gateway: {route:?}"
-    );
-    for pod in [&a, &b] {
-        assert_cyclone_picks(&pod.ns, false, "eth0", "the reference's dual-homed pod");
+    for reference in Reference::all() {
+        let conf = lan.reference_config("0.3.1");
+        let (a, b) = pair(&lan, Pods::Dual, &conf, Some(&reference));
+        let route = a.ns.routes("-4").into_iter().find(|r| r["dst"] == "224.0.0.0/4");
+        assert_eq!(
+            route.as_ref().map(|r| r["gateway"].clone()),
+            Some(json!(roslan_tests::lan::HOST_ADDR)),
+            "the reference attaches the gateway: {route:?}"
+        );
+        for pod in [&a, &b] {
+            assert_cyclone_picks(&pod.ns, false, "eth0", "the reference's dual-homed pod");
+        }
+        assert_dds_isolated(
+            &a.ns,
+            &b.ns,
+            &format!("{}: reference + route, dual-homed pods", reference.name),
+            None,
+        );
     }
-    assert_dds_isolated(&a.ns, &b.ns, "reference + route, dual-homed pods", None);
 }
 
 #[test]
@@ -302,18 +313,25 @@ fn reference_plugins_without_a_route_discover_nothing_in_dual_homed_pods() {
     // so a route would not matter to it anyway; what matters is that it pins eth0: eth0 and net1 both
     // have IFF_MULTICAST, tie, and eth0 is enumerated first.
     let lan = lan();
-    let mut conf = lan.reference_config("0.3.1");
-    conf["ipam"].as_object_mut().expect("ipam").remove("routes");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
-    for pod in [&a, &b] {
-        assert!(
-            !pod.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"),
-            "no multicast route"
+    for reference in Reference::all() {
+        let mut conf = lan.reference_config("0.3.1");
+        conf["ipam"].as_object_mut().expect("ipam").remove("routes");
+        let (a, b) = pair(&lan, Pods::Dual, &conf, Some(&reference));
+        for pod in [&a, &b] {
+            assert!(
+                !pod.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"),
+                "no multicast route"
+            );
+            assert!(pod.ns.has_flag("eth0", "MULTICAST") && pod.ns.has_flag("net1", "MULTICAST"));
+            assert_cyclone_picks(&pod.ns, false, "eth0", "the reference's dual-homed pod, no route");
+        }
+        assert_dds_isolated(
+            &a.ns,
+            &b.ns,
+            &format!("{}: reference without route, dual-homed pods", reference.name),
+            None,
         );
-        assert!(pod.ns.has_flag("eth0", "MULTICAST") && pod.ns.has_flag("net1", "MULTICAST"));
-        assert_cyclone_picks(&pod.ns, false, "eth0", "the reference's dual-homed pod, no route");
     }
-    assert_dds_isolated(&a.ns, &b.ns, "reference without route, dual-homed pods", None);
 }
 
 #[test]
@@ -326,12 +344,19 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_single_homed_
     // `224.0.0.0/4 via <gateway>` makes the kernel send its SPDP to the gateway's MAC, so the sibling
     // pod never sees it. roslan's same topology works (single_homed_pods_discover_each_other).
     let lan = lan();
-    let conf = lan.reference_config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Single, &conf, true);
-    for pod in [&a, &b] {
-        assert_cyclone_picks(&pod.ns, false, "net1", "the reference's single-homed pod");
+    for reference in Reference::all() {
+        let conf = lan.reference_config("0.3.1");
+        let (a, b) = pair(&lan, Pods::Single, &conf, Some(&reference));
+        for pod in [&a, &b] {
+            assert_cyclone_picks(&pod.ns, false, "net1", "the reference's single-homed pod");
+        }
+        assert_dds_isolated(
+            &a.ns,
+            &b.ns,
+            &format!("{}: reference + route, single-homed pods", reference.name),
+            None,
+        );
     }
-    assert_dds_isolated(&a.ns, &b.ns, "reference + route, single-homed pods", None);
 }
 
 #[test]
@@ -345,7 +370,7 @@ fn roslan_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     let lan = lan();
     let mut conf = lan.config("0.3.1");
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, None);
     for pod in [&a, &b] {
         assert!(
             pod.ns.has_flag("eth0", "MULTICAST"),
@@ -368,7 +393,7 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     let lan = lan();
     let mut conf = dual_stack_config(&lan);
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, None);
     for pod in [&a, &b] {
         assert_cyclone_picks(&pod.ns, true, "eth0", "roslan with exclusive: false, udp6");
     }
@@ -390,7 +415,7 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
 fn ros2_single_homed_pods_hear_each_other() {
     let lan = ros2_lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Single, &conf, false);
+    let (a, b) = pair(&lan, Pods::Single, &conf, None);
     assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, single-homed pods");
 }
 
@@ -404,7 +429,7 @@ fn ros2_dual_homed_pods_hear_each_other_over_net1() {
     // announces (and tries) eth0's cluster address.
     let lan = ros2_lan();
     let conf = lan.config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, None);
     assert_eq!(lan.overlay.sysctl("net.ipv4.ip_forward"), "0");
     assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, dual-homed pods");
     assert_ros2(&b.ns, &a.ns, &[], true, "ROS 2, dual-homed pods, the other way");
@@ -454,7 +479,7 @@ fn ros2_ipv6_dual_stack_pods_hear_each_other_over_net1() {
     // of DDS configuration, as udp6 is for Cyclone.
     let lan = ros2_lan();
     let conf = dual_stack_config(&lan);
-    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, None);
     let topology = "ROS 2, IPv6 (UDPv6) dual-homed pods";
     assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }
@@ -470,16 +495,27 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_dual_homed_p
     // nothing. The gateway is the LAN host here, and it does hear the pod: the route works for the one
     // machine it points at and for nobody else.
     let lan = ros2_lan();
-    let conf = lan.reference_config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
-    assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, dual-homed pods");
-    assert_ros2(
-        &lan.host,
-        &a.ns,
-        &[],
-        true,
-        "ROS 2, reference + route, pod -> the gateway (LAN host)",
-    );
+    for reference in Reference::all() {
+        let conf = lan.reference_config("0.3.1");
+        let (a, b) = pair(&lan, Pods::Dual, &conf, Some(&reference));
+        assert_ros2(
+            &a.ns,
+            &b.ns,
+            &[],
+            false,
+            &format!("{}: ROS 2, reference + route, dual-homed pods", reference.name),
+        );
+        assert_ros2(
+            &lan.host,
+            &a.ns,
+            &[],
+            true,
+            &format!(
+                "{}: ROS 2, reference + route, pod -> the gateway (LAN host)",
+                reference.name
+            ),
+        );
+    }
 }
 
 #[test]
@@ -492,17 +528,19 @@ fn ros2_reference_plugins_without_a_route_work_in_dual_homed_pods() {
     // to net1 (IP_MULTICAST_IF) sends straight onto net1, and Fast DDS pins one socket per interface. So
     // the reference plugins as the seed configured them (no routes) already work for Fast DDS.
     let lan = ros2_lan();
-    let mut conf = lan.reference_config("0.3.1");
-    conf["ipam"].as_object_mut().expect("ipam").remove("routes");
-    let (a, b) = pair(&lan, Pods::Dual, &conf, true);
-    assert!(!a.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"));
-    assert_ros2(
-        &a.ns,
-        &b.ns,
-        &[],
-        true,
-        "ROS 2, reference without route, dual-homed pods",
-    );
+    for reference in Reference::all() {
+        let mut conf = lan.reference_config("0.3.1");
+        conf["ipam"].as_object_mut().expect("ipam").remove("routes");
+        let (a, b) = pair(&lan, Pods::Dual, &conf, Some(&reference));
+        assert!(!a.ns.routes("-4").iter().any(|r| r["dst"] == "224.0.0.0/4"));
+        assert_ros2(
+            &a.ns,
+            &b.ns,
+            &[],
+            true,
+            &format!("{}: ROS 2, reference without route, dual-homed pods", reference.name),
+        );
+    }
 }
 
 #[test]
@@ -514,9 +552,17 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_single_homed
     // The route alone: net1 is the only interface and the gateway route still sends SPDP to the
     // gateway's MAC.
     let lan = ros2_lan();
-    let conf = lan.reference_config("0.3.1");
-    let (a, b) = pair(&lan, Pods::Single, &conf, true);
-    assert_ros2(&a.ns, &b.ns, &[], false, "ROS 2, reference + route, single-homed pods");
+    for reference in Reference::all() {
+        let conf = lan.reference_config("0.3.1");
+        let (a, b) = pair(&lan, Pods::Single, &conf, Some(&reference));
+        assert_ros2(
+            &a.ns,
+            &b.ns,
+            &[],
+            false,
+            &format!("{}: ROS 2, reference + route, single-homed pods", reference.name),
+        );
+    }
 }
 
 #[test]
@@ -530,7 +576,7 @@ fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
     let lan = ros2_lan();
     let mut conf = lan.config("0.3.1");
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = pair(&lan, Pods::Dual, &conf, false);
+    let (a, b) = pair(&lan, Pods::Dual, &conf, None);
     assert!(a.ns.has_flag("eth0", "MULTICAST"));
     assert_ros2(
         &a.ns,
@@ -551,7 +597,7 @@ fn ros2_ipv6_without_exclusive_multicast_works_in_dual_homed_pods() {
     let lan = ros2_lan();
     let mut conf = dual_stack_config(&lan);
     conf["multicast"] = json!({"exclusive": false});
-    let (a, b) = pair(&lan, Pods::DualStack, &conf, false);
+    let (a, b) = pair(&lan, Pods::DualStack, &conf, None);
     let topology = "ROS 2, IPv6 (UDPv6), exclusive false, dual-homed pods";
     assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }

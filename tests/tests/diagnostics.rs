@@ -165,6 +165,7 @@ fn doctor_passes_a_healthy_lan() {
         "wireless",
         "mode",
         "querier",
+        "mld-querier",
         "rp_filter",
         "shim",
         "ipam-dir",
@@ -178,6 +179,11 @@ fn doctor_passes_a_healthy_lan() {
     assert!(detail(&findings, "carrier").contains("has carrier"), "{out}");
     let querier = detail(&findings, "querier");
     assert!(querier.contains("answered a leave"), "solicited query: {querier}");
+    let mld = detail(&findings, "mld-querier");
+    assert!(
+        mld.contains("answered a leave for ff05::524c") && mld.contains("fe80::"),
+        "solicited MLD query from the bridge's link-local address: {mld}"
+    );
     assert!(detail(&findings, "ipam-dir").contains("1 reservation(s)"), "{out}");
     assert!(detail(&findings, "ipam-free").contains("9 of 10 free"), "{out}");
     assert!(detail(&findings, "shim").starts_with("rlshim"), "{out}");
@@ -219,6 +225,14 @@ fn doctor_warns_without_a_querier() {
     let (code, findings, out) = doctor_json(&lan.node, lan.dir(), &lan.config("0.3.1"), &["--querier-wait", "1"]);
     assert_eq!(status(&findings, "querier"), "warn", "{out}");
     assert!(detail(&findings, "querier").contains("no IGMP querier"), "{out}");
+    // The LAN has just come up: the node's link-local address may still be in DAD for this 1 s wait.
+    assert_eq!(status(&findings, "mld-querier"), "warn", "{out}");
+    let mld = detail(&findings, "mld-querier");
+    assert!(
+        mld.contains("no MLD querier") || mld.contains("duplicate address detection"),
+        "{out}"
+    );
+    assert!(fix(&findings, "mld-querier").contains("MLD querier"), "{out}");
     let advice = fix(&findings, "querier");
     assert!(
         advice.contains("harmless if no switch") && advice.contains("enable the IGMP querier"),
@@ -630,14 +644,15 @@ fn probe_reports_delivery_between_roslan_pods_and_a_lan_host() {
     ignore = "needs root and network namespaces: run `make test` as root"
 )]
 fn probe_names_the_gateway_when_the_reference_plugins_route_multicast() {
-    // The reference macvlan + host-local with the usual 224.0.0.0/4 route: host-local attaches the
-    // range gateway, so frames go to the gateway's MAC and the sibling pod hears nothing.
+    // The reference macvlan + host-local with the usual 224.0.0.0/4 route (the upstream release users
+    // run): host-local attaches the range gateway, so frames go to the gateway's MAC and the sibling pod
+    // hears nothing.
     let lan = Lan::new();
     let conf = lan.reference_config("0.3.1");
     let a = lan.dual_homed_pod();
     let b = lan.dual_homed_pod();
     for pod in [&a, &b] {
-        lan.reference_add(pod, "net1", &conf);
+        lan.reference_add(&roslan_tests::plugin::Reference::upstream(), pod, "net1", &conf);
     }
     let (a_path, b_path, host_path) = (a.path(), b.path(), lan.host.path());
     let (code, report, out) = probe_json(&lan, &a_path, &[&b_path, &host_path], &[]);

@@ -111,6 +111,7 @@ impl DaemonSet {
                 let value = match (&e["value"], &e["valueFrom"]["fieldRef"]["fieldPath"]) {
                     (Value::String(v), _) => v.clone(),
                     (_, Value::String(field)) if field == "spec.nodeName" => NODE.to_string(),
+                    (_, Value::String(field)) if field == "metadata.namespace" => "roslan".to_string(),
                     other => panic!("an env source this test does not know: {name} {other:?}"),
                 };
                 (name, value)

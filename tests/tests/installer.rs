@@ -572,6 +572,13 @@ fn options_that_cannot_work_fail_with_the_fix() {
     );
     assert_eq!(r.status, 2, "{}", r.log);
     assert!(r.log.contains("lies inside the pod range"), "{}", r.log);
+    // The block agent holds Leases for a node, and keeps the headroom only while it runs.
+    let r = run(&s, &["--lease-blocks"]);
+    assert_eq!(r.status, 2, "{}", r.log);
+    assert!(r.log.contains("--lease-blocks needs --node-name"), "{}", r.log);
+    let r = run(&s, &["--lease-blocks", "--node-name", "robot-1", "--once"]);
+    assert_eq!(r.status, 2, "{}", r.log);
+    assert!(r.log.contains("cannot be combined with --once"), "{}", r.log);
 
     // No bin dir under the host root (the hostPath volume is missing).
     fs::remove_dir_all(s.host().join("opt")).unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use roslan_tests::netns::unique;
-use roslan_tests::plugin::{Call, Reply, reference_bin, workspace_bin};
+use roslan_tests::plugin::{Call, Reference, Reply, workspace_bin};
 use serde_json::{Value, json};
 
 /// A scratch directory removed on drop.
@@ -35,16 +35,28 @@ fn conf(version: &str, data_dir: &Path, ipam: Value) -> Value {
     json!({"cniVersion": version, "name": "ipnet", "type": "macvlan", "ipam": ipam})
 }
 
+/// Which build of the reference host-local.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Build {
+    /// The upstream release (`make peers`), which users run.
+    Upstream,
+    /// Debian's package, which a Debian node has.
+    Debian,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Tool {
     Roslan,
-    HostLocal,
+    HostLocal(Build),
 }
+
+const HOST_LOCALS: [Tool; 2] = [Tool::HostLocal(Build::Upstream), Tool::HostLocal(Build::Debian)];
 
 fn call(tool: Tool, command: &str, id: &str, args: &str, conf: &Value) -> Reply {
     let (bin, ipam_type) = match tool {
         Tool::Roslan => (workspace_bin("roslan-ipam"), "roslan-ipam"),
-        Tool::HostLocal => (reference_bin("host-local"), "host-local"),
+        Tool::HostLocal(Build::Upstream) => (Reference::upstream().bin("host-local"), "host-local"),
+        Tool::HostLocal(Build::Debian) => (Reference::debian().bin("host-local"), "host-local"),
     };
     let mut conf = conf.clone();
     conf["ipam"]["type"] = json!(ipam_type);
@@ -58,35 +70,46 @@ type Step = (&'static str, &'static str, &'static str, fn(&mut Value));
 
 fn same(_: &mut Value) {}
 
-/// Runs the same steps against roslan-ipam and host-local, each with its own fresh data directory,
-/// and requires the same outcome at every step: both succeed with equal JSON, or both refuse.
+/// Runs the same steps against roslan-ipam and each build of host-local, each with its own fresh data
+/// directory, and requires the same outcome at every step: all succeed with equal JSON, or all refuse.
 fn parity(name: &str, version: &str, ipam: Value, setup: fn(&Path), steps: &[Step]) {
-    let dirs = [Scratch::new(), Scratch::new()];
-    for dir in &dirs {
-        setup(&dir.0.join("ipnet"));
-    }
-    for (i, (command, id, args, change)) in steps.iter().enumerate() {
-        let replies: Vec<Reply> = [Tool::Roslan, Tool::HostLocal]
-            .iter()
-            .zip(&dirs)
-            .map(|(tool, dir)| {
-                let mut conf = conf(version, &dir.0, ipam.clone());
-                change(&mut conf);
-                call(*tool, command, id, args, &conf)
-            })
-            .collect();
-        let (ours, theirs) = (&replies[0], &replies[1]);
-        let context =
-            format!("{name}, step {i} ({command} {id} {args:?})\n  roslan:     {ours}\n  host-local: {theirs}");
-        assert_eq!(ours.status == 0, theirs.status == 0, "different outcome in {context}");
-        if ours.status == 0 && *command == "ADD" {
-            assert_eq!(ours.json, theirs.json, "different result in {context}");
+    for host_local in HOST_LOCALS {
+        let dirs = [Scratch::new(), Scratch::new()];
+        for dir in &dirs {
+            setup(&dir.0.join("ipnet"));
         }
-        if ours.status != 0 {
-            assert!(
-                ours.code().is_some() && !ours.msg().is_empty(),
-                "roslan's refusal is a CNI error: {context}"
-            );
+        for (i, (command, id, args, change)) in steps.iter().enumerate() {
+            let replies: Vec<Reply> = [Tool::Roslan, host_local]
+                .iter()
+                .zip(&dirs)
+                .map(|(tool, dir)| {
+                    let mut conf = conf(version, &dir.0, ipam.clone());
+                    change(&mut conf);
+                    call(*tool, command, id, args, &conf)
+                })
+                .collect();
+            let (ours, theirs) = (&replies[0], &replies[1]);
+            // Debian's 1.1.1 links CNI library 1.0.1, which still printed an empty `dns` in 1.0.0
+            // results; libraries since leave it out, as roslan does.
+            let theirs_json = match (host_local, theirs.json.clone()) {
+                (Tool::HostLocal(Build::Debian), Some(mut json)) if json["dns"] == json!({}) && version >= "1.0.0" => {
+                    json.as_object_mut().map(|o| o.remove("dns"));
+                    Some(json)
+                }
+                (_, json) => json,
+            };
+            let context =
+                format!("{name}, step {i} ({command} {id} {args:?})\n  roslan:     {ours}\n  {host_local:?}: {theirs}");
+            assert_eq!(ours.status == 0, theirs.status == 0, "different outcome in {context}");
+            if ours.status == 0 && *command == "ADD" {
+                assert_eq!(ours.json, theirs_json, "different result in {context}");
+            }
+            if ours.status != 0 {
+                assert!(
+                    ours.code().is_some() && !ours.msg().is_empty(),
+                    "roslan's refusal is a CNI error: {context}"
+                );
+            }
         }
     }
 }
@@ -262,15 +285,25 @@ fn comma_lists_in_ip_work_where_host_local_refuses_them() {
     assert_eq!(reply.status, 0, "DEL with the same CNI_ARGS: {reply}");
     assert!(!dir.0.join("ipnet/10.1.0.33").exists());
 
-    // The reference refuses the same arguments on ADD and, which wedges pods, on DEL.
-    let other = Scratch::new();
-    let conf = self::conf(
-        "1.0.0",
-        &other.0,
-        json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "fd00:1::/64"}]]}),
-    );
-    assert_ne!(call(Tool::HostLocal, "ADD", "multus", args, &conf).status, 0);
-    assert_ne!(call(Tool::HostLocal, "DEL", "multus", args, &conf).status, 0);
+    // The reference refuses the same arguments on ADD and, which wedges pods, on DEL: both builds.
+    for host_local in HOST_LOCALS {
+        let other = Scratch::new();
+        let conf = self::conf(
+            "1.0.0",
+            &other.0,
+            json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "fd00:1::/64"}]]}),
+        );
+        assert_ne!(
+            call(host_local, "ADD", "multus", args, &conf).status,
+            0,
+            "{host_local:?}"
+        );
+        assert_ne!(
+            call(host_local, "DEL", "multus", args, &conf).status,
+            0,
+            "{host_local:?}"
+        );
+    }
 }
 
 /// A tiny deterministic generator, so a failing interleaving can be replayed.
@@ -304,11 +337,7 @@ fn host_local_and_roslan_share_a_directory_concurrently() {
                 let mut rng = Lcg(worker * 7919 + 1);
                 let mut mine: Vec<(String, IpAddr)> = Vec::new();
                 for op in 0..32 {
-                    let tool = if rng.below(2) == 0 {
-                        Tool::Roslan
-                    } else {
-                        Tool::HostLocal
-                    };
+                    let tool = [Tool::Roslan, HOST_LOCALS[0], HOST_LOCALS[1]][rng.below(3) as usize];
                     let delete = !mine.is_empty() && (mine.len() >= 3 || rng.below(2) == 0);
                     if delete {
                         let (id, ip) = mine.remove(rng.below(mine.len() as u64) as usize);
@@ -335,11 +364,7 @@ fn host_local_and_roslan_share_a_directory_concurrently() {
                 }
                 for (id, ip) in mine {
                     live.lock().unwrap().remove(&ip);
-                    let tool = if rng.below(2) == 0 {
-                        Tool::Roslan
-                    } else {
-                        Tool::HostLocal
-                    };
+                    let tool = [Tool::Roslan, HOST_LOCALS[0], HOST_LOCALS[1]][rng.below(3) as usize];
                     assert_eq!(call(tool, "DEL", &id, "", conf).status, 0);
                 }
             });
@@ -350,13 +375,15 @@ fn host_local_and_roslan_share_a_directory_concurrently() {
     assert!(total >= 200, "{total} operations");
     for key in [
         ("ADD", Tool::Roslan),
-        ("ADD", Tool::HostLocal),
+        ("ADD", HOST_LOCALS[0]),
+        ("ADD", HOST_LOCALS[1]),
         ("DEL", Tool::Roslan),
-        ("DEL", Tool::HostLocal),
+        ("DEL", HOST_LOCALS[0]),
+        ("DEL", HOST_LOCALS[1]),
     ] {
         assert!(
             counts.get(&key).copied().unwrap_or(0) > 10,
-            "both tools did both commands: {counts:?}"
+            "every tool did both commands: {counts:?}"
         );
     }
     let left: Vec<_> = std::fs::read_dir(dir.0.join("ipnet"))
@@ -424,4 +451,141 @@ fn gc_and_status_through_roslan_ipam() {
         Some(2),
         "probing needs the roslan main plugin"
     );
+}
+
+/// The first address of an ADD reply.
+fn first_ip(reply: &Reply) -> String {
+    assert_eq!(reply.status, 0, "{reply}");
+    roslan_tests::plugin::result_ip(reply.json.as_ref().expect("result"), 0)
+}
+
+#[test]
+fn sticky_addresses_follow_the_pod_and_leave_the_store_host_locals() {
+    let dir = Scratch::new();
+    let ipam = json!({"ranges": [[{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.10", "rangeEnd": "10.1.0.20"}]]});
+    let sticky = conf("1.0.0", &dir.0, ipam.clone());
+    let pod = |name: &str| format!("IgnoreUnknown=true;K8S_POD_NAMESPACE=robots;K8S_POD_NAME={name}");
+    let talker = first_ip(&call(Tool::Roslan, "ADD", "s1", &pod("talker-0"), &sticky));
+    assert_eq!(talker, "10.1.0.10");
+    assert_eq!(call(Tool::Roslan, "DEL", "s1", &pod("talker-0"), &sticky).status, 0);
+    // Other pods come and go meanwhile, host-local among them on the same directory: the cursor moves on.
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "o1", &pod("other-1"), &sticky)),
+        "10.1.0.11"
+    );
+    assert_eq!(first_ip(&call(HOST_LOCALS[0], "ADD", "o2", "", &sticky)), "10.1.0.12");
+    // The restarted pod (a new sandbox, the same name) gets its address back.
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s2", &pod("talker-0"), &sticky)),
+        talker
+    );
+    // Its memory did not move the cursor: the next new pod continues after .12, as host-local would.
+    assert_eq!(first_ip(&call(HOST_LOCALS[1], "ADD", "o3", "", &sticky)), "10.1.0.13");
+    // Taken by someone else while the pod was away: a fresh address, and the memory follows the holder.
+    assert_eq!(call(Tool::Roslan, "DEL", "s2", &pod("talker-0"), &sticky).status, 0);
+    let reply = call(
+        Tool::Roslan,
+        "ADD",
+        "l1",
+        &format!("{};IP=10.1.0.10", pod("listener-0")),
+        &sticky,
+    );
+    assert_eq!(first_ip(&reply), "10.1.0.10");
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s3", &pod("talker-0"), &sticky)),
+        "10.1.0.14"
+    );
+    assert_eq!(call(Tool::Roslan, "DEL", "l1", &pod("listener-0"), &sticky).status, 0);
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "l2", &pod("listener-0"), &sticky)),
+        "10.1.0.10"
+    );
+
+    // "sticky": false is host-local's plain round robin.
+    let mut plain = conf("1.0.0", &dir.0, ipam);
+    plain["ipam"]["sticky"] = json!(false);
+    assert_eq!(call(Tool::Roslan, "DEL", "s3", &pod("talker-0"), &plain).status, 0);
+    assert_eq!(
+        first_ip(&call(Tool::Roslan, "ADD", "s4", &pod("talker-0"), &plain)),
+        "10.1.0.15"
+    );
+
+    // The network's directory holds host-local's files only; the memory is in roslan's own area.
+    let mut names: Vec<String> = std::fs::read_dir(dir.0.join("ipnet"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<IpAddr>().is_err())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["last_reserved_ip.0", "lock"]);
+    assert!(dir.0.join(".roslan/ipnet/sticky/pods/robots_talker-0@net1").is_file());
+}
+
+#[test]
+fn node_blocks_allocate_only_inside_the_blocks_file_and_name_the_agent() {
+    let dir = Scratch::new();
+    let file = dir.0.join("node-blocks");
+    let mut nb = conf(
+        "1.1.0",
+        &dir.0,
+        json!({"ranges": [[{"subnet": "10.1.0.0/16", "rangeStart": "10.1.0.1", "rangeEnd": "10.1.3.254"}]],
+               "nodeBlocks": {"size": 28, "file": file}}),
+    );
+    // No file yet: try again later (11), naming the agent that writes it.
+    let reply = call(Tool::Roslan, "ADD", "a", "", &nb);
+    assert_eq!(reply.code(), Some(11), "{reply}");
+    assert!(
+        reply.msg().contains("roslan-install") && reply.msg().contains("node-blocks"),
+        "{reply}"
+    );
+    assert_eq!(call(Tool::Roslan, "STATUS", "", "", &nb).code(), Some(50));
+    // The agent's file: two blocks of this network, one of another.
+    std::fs::write(
+        &file,
+        "node robot-1\nblock 10.1.2.16/28 ipnet\nblock 10.1.0.0/28 other\nblock 10.1.3.240/28 ipnet\n",
+    )
+    .unwrap();
+    assert_eq!(call(Tool::Roslan, "STATUS", "", "", &nb).status, 0);
+    // A requested address outside this node's blocks is refused: another node may own it.
+    let reply = call(Tool::Roslan, "ADD", "req", "IP=10.1.1.5", &nb);
+    assert_eq!(reply.code(), Some(104), "{reply}");
+    let mut got = Vec::new();
+    for i in 0..31 {
+        got.push(first_ip(&call(Tool::Roslan, "ADD", &format!("c{i}"), "", &nb)));
+    }
+    // Exactly the addresses of the two blocks (10.1.3.255 is outside the range).
+    let mut expected: Vec<String> = (16..32)
+        .map(|i| format!("10.1.2.{i}"))
+        .chain((240..255).map(|i| format!("10.1.3.{i}")))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    // 16 in the first block, 15 in the second (the range ends at .254): full. The runtime retries.
+    let reply = call(Tool::Roslan, "ADD", "full", "", &nb);
+    assert_eq!(reply.code(), Some(11), "{reply}");
+    assert!(
+        reply.msg().contains("blocks") && reply.msg().contains("roslan-install"),
+        "{reply}"
+    );
+    // A broken file is the agent's to fix: 11 again.
+    std::fs::write(&file, "block nonsense ipnet\n").unwrap();
+    assert_eq!(
+        call(Tool::Roslan, "DEL", "c0", "", &nb).status,
+        0,
+        "DEL never needs the blocks"
+    );
+    assert_eq!(call(Tool::Roslan, "ADD", "c0", "", &nb).code(), Some(11));
+
+    // Blocks wider than the subnet, and nodeBlocks with nodeRanges, are configuration errors.
+    nb["ipam"]["nodeBlocks"]["size"] = json!(12);
+    let reply = call(Tool::Roslan, "ADD", "x", "", &nb);
+    assert_eq!(reply.code(), Some(7), "{reply}");
+    assert!(reply.msg().contains("ipam.nodeBlocks.size"), "{reply}");
+    nb["ipam"]["nodeBlocks"]["size"] = json!(28);
+    nb["ipam"]["nodeRanges"] =
+        json!({"robot-1": [[{"subnet": "10.1.0.0/16", "rangeStart": "10.1.9.1", "rangeEnd": "10.1.9.9"}]]});
+    let reply = call(Tool::Roslan, "ADD", "x", "", &nb);
+    assert_eq!(reply.code(), Some(7), "{reply}");
+    assert!(reply.msg().contains("nodeRanges"), "{reply}");
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::sh;
-use roslan_tests::plugin::{Call, REFERENCE_DIR, Reply, reference_bin, result_ip, roslan_bin};
+use roslan_tests::plugin::{Call, REFERENCE_DIR, Reference, Reply, result_ip, roslan_bin};
 use roslan_tests::{Lan, MultiNodeLan, Pod};
 use serde_json::{Value, json};
 
@@ -146,32 +146,30 @@ fn node_ranges_keep_two_nodes_apart() {
     assert_eq!(reply.code(), Some(7), "{reply}");
     assert!(reply.msg().contains("overlap"), "{reply}");
 
-    // Negative control: the reference plugins with one shared range hand out the same address on both.
-    let shared = |node: usize| {
-        json!({"cniVersion": "0.3.1", "name": "ros-lan", "type": "macvlan", "master": MASTER,
-               "ipam": {"type": "host-local", "dataDir": lan.dir().join(format!("ref{node}")),
-                        "ranges": [[{"subnet": "10.77.0.0/16", "rangeStart": "10.77.3.10", "rangeEnd": "10.77.3.19"}]]}})
-    };
-    let firsts: Vec<String> = (0..2)
-        .map(|node| {
-            let pod = Pod::new();
-            let reply = Call::new(
-                reference_bin("macvlan"),
-                "ADD",
-                &pod.id,
-                &pod.path(),
-                "net1",
-                &shared(node),
-            )
-            .run_in(&lan.nodes[node]);
-            assert_eq!(reply.status, 0, "{reply}");
-            result_ip(reply.json.as_ref().unwrap(), 0)
-        })
-        .collect();
-    assert_eq!(
-        firsts[0], firsts[1],
-        "host-local alone gives both nodes the same address"
-    );
+    // Negative control: the reference plugins (both builds) with one shared range hand out the same
+    // address on both nodes.
+    for (k, reference) in Reference::all().iter().enumerate() {
+        let shared = |node: usize| {
+            json!({"cniVersion": "0.3.1", "name": "ros-lan", "type": "macvlan", "master": MASTER,
+                   "ipam": {"type": "host-local", "dataDir": lan.dir().join(format!("ref{k}-{node}")),
+                            "ranges": [[{"subnet": "10.77.0.0/16", "rangeStart": "10.77.3.10", "rangeEnd": "10.77.3.19"}]]}})
+        };
+        let firsts: Vec<String> = (0..2)
+            .map(|node| {
+                let pod = Pod::new();
+                let reply = reference
+                    .call("macvlan", "ADD", &pod.id, &pod.path(), "net1", &shared(node))
+                    .run_in(&lan.nodes[node]);
+                assert_eq!(reply.status, 0, "{}: {reply}", reference.name);
+                result_ip(reply.json.as_ref().unwrap(), 0)
+            })
+            .collect();
+        assert_eq!(
+            firsts[0], firsts[1],
+            "{}: host-local alone gives both nodes the same address",
+            reference.name
+        );
+    }
 }
 
 /// A CNI_PATH directory for delegation tests, with a fake IPAM plugin that records what it is asked.
@@ -184,7 +182,7 @@ impl Delegates {
         let dir = lan.dir().join("cni-bin");
         std::fs::create_dir_all(&dir).unwrap();
         // The reference host-local under another name, so roslan delegates instead of serving it.
-        std::os::unix::fs::symlink(reference_bin("host-local"), dir.join("ref-host-local")).unwrap();
+        std::os::unix::fs::symlink(Reference::upstream().bin("host-local"), dir.join("ref-host-local")).unwrap();
         let fake = dir.join("recording-ipam");
         std::fs::write(
             &fake,

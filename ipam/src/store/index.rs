@@ -108,12 +108,7 @@ impl Index {
     /// Catches up with changes made by others (or left by a crash): indexes every reservation file
     /// that has no index link yet and drops the bitmaps, which are rebuilt on next use.
     pub(crate) fn resync(&self) -> Result<(), IpamError> {
-        let sets = self.root.join("sets");
-        if let Ok(entries) = fs::read_dir(&sets) {
-            for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+        self.drop_bitmaps();
         let entries = fs::read_dir(&self.truth).map_err(IpamError::io("list", &self.truth))?;
         for entry in entries.flatten() {
             let Some(ip) = entry.file_name().to_str().and_then(parse_address) else {
@@ -131,6 +126,15 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Removes every set's bitmap; each is rebuilt from the directory when next used.
+    pub(crate) fn drop_bitmaps(&self) {
+        if let Ok(entries) = fs::read_dir(self.root.join("sets")) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn owner_dir(&self, owner: &Owner) -> PathBuf {

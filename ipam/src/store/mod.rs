@@ -18,6 +18,7 @@
 //! the number of reservations and stays correct when host-local or anything else changes the directory.
 
 mod index;
+mod sticky;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -29,6 +30,8 @@ use nix::fcntl::OFlag;
 
 use crate::IpamError;
 use crate::range::{RangeSet, canonical};
+
+pub use sticky::PodRef;
 
 /// Default data directory, as host-local's.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -200,6 +203,17 @@ impl Store {
         &self.dir
     }
 
+    /// The addresses that have a reservation file, from one directory listing. Without the lock this is
+    /// a snapshot, good for counting (the node agent's headroom), never for deciding a reservation.
+    pub fn addresses(&self) -> Result<Vec<IpAddr>, IpamError> {
+        let entries = fs::read_dir(&self.dir).map_err(IpamError::io("list", &self.dir))?;
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().and_then(parse_address))
+            .collect())
+    }
+
     /// Takes the exclusive `flock` on `lock`, waiting for other holders (host-local included). The lock
     /// must be a regular file: a link is refused like every link in the store, and a FIFO or device
     /// planted there is opened without blocking and refused.
@@ -272,6 +286,17 @@ impl LockedStore<'_> {
     /// Reserves `ip` for `owner` by creating its file exclusively; `false` if someone holds it already.
     /// Also moves set `set_index`'s round-robin cursor to `ip`, as host-local does on every reservation.
     pub fn reserve(&mut self, ip: IpAddr, owner: &Owner, set_index: usize) -> Result<bool, IpamError> {
+        self.create_reservation(ip, owner, Some(set_index))
+    }
+
+    /// Reserves `ip` for `owner` like [`LockedStore::reserve`], leaving the round-robin cursor where it
+    /// is: a pod getting back its sticky address must not send the next new pod to the address after it,
+    /// which a recently gone pod may still hope to get back.
+    pub fn reserve_keeping_cursor(&mut self, ip: IpAddr, owner: &Owner) -> Result<bool, IpamError> {
+        self.create_reservation(ip, owner, None)
+    }
+
+    fn create_reservation(&mut self, ip: IpAddr, owner: &Owner, cursor: Option<usize>) -> Result<bool, IpamError> {
         let path = self.path_of(ip);
         let created = OpenOptions::new()
             .read(true)
@@ -293,7 +318,9 @@ impl LockedStore<'_> {
         self.dirty = true;
         // A reservation whose cursor cannot be written is given back, not left behind: the caller
         // sees an error and would never release an address it was not told about.
-        if let Err(err) = self.write_last_reserved(set_index, ip) {
+        if let Some(set_index) = cursor
+            && let Err(err) = self.write_last_reserved(set_index, ip)
+        {
             let _ = fs::remove_file(&path);
             return Err(err);
         }
@@ -363,6 +390,15 @@ impl LockedStore<'_> {
                 self.drop_index();
                 Ok(None)
             }
+        }
+    }
+
+    /// Tells the store that the range sets allocated from have changed (the node agent leased or gave
+    /// back a block): the index drops its bitmaps, which are per set, so that those of sets no longer
+    /// used do not pile up and slow every reservation that updates them. They are rebuilt on next use.
+    pub fn sets_changed(&mut self) {
+        if let Some(index) = &self.index {
+            index.drop_bitmaps();
         }
     }
 

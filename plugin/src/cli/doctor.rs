@@ -3,8 +3,10 @@
 //! Users' most common complaint is silence without a reason: pods get addresses, and discovery still
 //! finds nothing. Each cause below is invisible from inside a pod but easy to see from the node, so
 //! the doctor runs on the node (as root, in its network namespace) and checks, in order: the network
-//! configuration, the master (exists, up, carrier, not wireless, macvlan mode), an IGMP querier on the
-//! LAN, rp_filter, the IPAM data directory, the installed plugin binary, and the host shim. Each check
+//! configuration, the master (exists, up, carrier, not wireless, macvlan mode), an IGMP and an MLD querier
+//! on the LAN, rp_filter, the IPAM data directory (with `nodeBlocks`: the node's blocks and what the block
+//! agent's status file says, so a node that lost the API server is diagnosed without it), the installed
+//! plugin binary, and the host shim. Each check
 //! prints `pass`, `warn` or `fail`, what it found and, unless it passed, the fix.
 //!
 //! `fail` means pods on this network cannot work as configured (ADD fails, or every pod is silent);
@@ -21,13 +23,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::{AccessFlags, access};
+use roslan_ipam_core::blocks::file::{AgentStatus, ApiState, NodeBlocks, status_path};
 use roslan_ipam_core::store::DEFAULT_DATA_DIR;
 use roslan_ipam_core::{Entry, RangeSet, Store};
 use serde_json::{Value, json};
 
 use super::args::{self, Spec};
 use super::igmp::{self, Outcome, SOLICIT_GROUP};
-use crate::config::{IpamConf, MacvlanMode, MasterSpec, NetConf};
+use super::mld;
+use crate::config::{IpamConf, MacvlanMode, MasterSpec, NetConf, NodeBlocksConf};
 use crate::error::Error;
 use crate::master;
 use crate::netlink::{Link, Netlink, Runtime};
@@ -510,6 +514,14 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
     let solicit_from = if options.passive { None } else { own.first().copied() };
     let wait = options.querier_wait;
     let seconds = format!("{}s", wait.as_secs_f64());
+    // IPv6 at the same time, so that the doctor waits once.
+    let has_link_local = host
+        .addresses()
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a.index == link.index && matches!(a.net.ip(), IpAddr::V6(v6) if v6.is_unicast_link_local()));
+    let (mld_master, mld_index, solicit6) = (name.clone(), link.index, !options.passive && has_link_local);
+    let mld = std::thread::spawn(move || mld::listen(&mld_master, mld_index, solicit6, wait));
     let snooping = "harmless if no switch on this LAN does IGMP snooping (unmanaged switches flood multicast). A \
                     snooping switch without a querier forgets each multicast group about 260 s after the last query, \
                     and from then on newly started DDS peers discover nothing: enable the IGMP querier on the switch \
@@ -529,7 +541,7 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
             } else {
                 query.source.to_string()
             };
-            let how = if query.solicited() {
+            let how = if query.solicited {
                 format!("answered a leave for {SOLICIT_GROUP} with a group-specific query")
             } else if query.group.is_unspecified() {
                 "general query".to_string()
@@ -554,7 +566,7 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
             ),
             snooping,
         )),
-        Ok(Outcome::Silent { solicited: false }) => {
+        Ok(Outcome::Silent { solicited: false } | Outcome::Tentative) => {
             let why = if options.passive {
                 "listened only (--passive)"
             } else {
@@ -569,6 +581,87 @@ fn check_querier(host: &Netlink<'_>, link: &Link, options: &Options, out: &mut V
                 snooping,
             ));
         }
+    }
+    match mld.join() {
+        Ok(outcome) => push_mld_finding(name, outcome, has_link_local, options, &seconds, out),
+        Err(_) => out.push(Finding::warn(
+            "mld-querier",
+            format!("listening for MLD on {name} failed"),
+            "run roslan doctor again",
+        )),
+    }
+}
+
+fn push_mld_finding(
+    name: &str,
+    outcome: std::io::Result<mld::Outcome>,
+    has_link_local: bool,
+    options: &Options,
+    seconds: &str,
+    out: &mut Vec<Finding>,
+) {
+    let snooping = "harmless if no switch on this LAN does MLD snooping, and for DDS over IPv4 only. A snooping switch \
+                    without an MLD querier forgets each IPv6 multicast group a few minutes after the last query, and \
+                    from then on newly started IPv6 DDS peers discover nothing: enable the MLD querier on the switch \
+                    or the router (on a Linux bridge: ip link set BRIDGE type bridge mcast_querier 1, with an IPv6 \
+                    address on the bridge), or turn snooping off";
+    match outcome {
+        Err(err) => out.push(Finding::warn(
+            "mld-querier",
+            format!("cannot listen for MLD on {name}: {err}"),
+            "run roslan doctor as root (it needs CAP_NET_RAW)",
+        )),
+        Ok(mld::Outcome::Heard(query)) => {
+            let how = if query.solicited {
+                format!(
+                    "answered a leave for {} with a multicast-address-specific query",
+                    mld::SOLICIT_GROUP
+                )
+            } else if query.group.is_unspecified() {
+                "general query".to_string()
+            } else {
+                format!("multicast-address-specific query for {}", query.group)
+            };
+            out.push(Finding::pass(
+                "mld-querier",
+                format!(
+                    "MLDv{} querier {} heard on {name} after {} ms ({how})",
+                    query.version,
+                    query.source,
+                    query.after.as_millis()
+                ),
+            ));
+        }
+        Ok(mld::Outcome::Silent { .. }) if !has_link_local && !options.passive => out.push(Finding::pass(
+            "mld-querier",
+            format!("{name} has no IPv6 link-local address (IPv6 is off there): no IPv6 multicast, no MLD to check"),
+        )),
+        Ok(mld::Outcome::Tentative) => out.push(Finding::warn(
+            "mld-querier",
+            format!(
+                "no MLD query heard on {name} within {seconds}, and none could be solicited: its IPv6 link-local \
+                 address was in duplicate address detection all along (the link has just come up); run the doctor \
+                 again in a few seconds"
+            ),
+            snooping,
+        )),
+        Ok(mld::Outcome::Silent { solicited: true }) => out.push(Finding::warn(
+            "mld-querier",
+            format!(
+                "no MLD querier on {name}: nothing answered a leave for {} within {seconds} (--querier-wait 130 also \
+                 listens through a whole general-query interval)",
+                mld::SOLICIT_GROUP
+            ),
+            snooping,
+        )),
+        Ok(mld::Outcome::Silent { solicited: false }) => out.push(Finding::warn(
+            "mld-querier",
+            format!(
+                "no MLD query heard on {name} within {seconds} (listened only, --passive); queriers send general \
+                 queries every 125 s by default, so run with --querier-wait 130 to be sure"
+            ),
+            snooping,
+        )),
     }
 }
 
@@ -766,8 +859,13 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
             return;
         }
         Some((IpamConf::Builtin(builtin), conf)) => {
-            let sets = match builtin.node_sets() {
+            if let Some(blocks) = &builtin.node_blocks {
+                check_blocks(&conf.name, blocks, out);
+            }
+            let sets = match builtin.node_sets(&conf.name) {
                 Ok(sets) => sets.to_vec(),
+                // check_blocks said why and what to do.
+                Err(_) if builtin.node_blocks.is_some() => Vec::new(),
                 Err(err) => {
                     out.push(Finding::fail(
                         "ipam-free",
@@ -894,6 +992,116 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
             ),
             "exclude those addresses from the range (or give the devices addresses outside it); GC releases the \
              marks so they are probed again later",
+        ));
+    }
+}
+
+/// How old the agent's status file may be before the agent counts as not running: it rewrites the file
+/// at least every 10 s.
+const AGENT_STALE: Duration = Duration::from_secs(60);
+
+/// `nodeBlocks`: what the node holds (the blocks file ADD reads) and what its agent says (the status
+/// file next to it). Neither needs the API server: the doctor diagnoses a node that lost it.
+fn check_blocks(network: &str, conf: &NodeBlocksConf, out: &mut Vec<Finding>) {
+    let file = conf.file.display();
+    let agent = "run the roslan DaemonSet on this node (kubectl apply -k manifests/); its block agent \
+                 (roslan-install --lease-blocks) leases the node's blocks: kubectl -n roslan get pods -o wide shows \
+                 whether it runs here, kubectl -n roslan logs <pod> what it does";
+    match NodeBlocks::read(&conf.file) {
+        Ok(None) => out.push(Finding::fail(
+            "blocks",
+            format!(
+                "{file} does not exist: no block of {network:?} is leased for this node, every ADD fails with code 11"
+            ),
+            agent,
+        )),
+        Err(err) => out.push(Finding::fail("blocks", err.to_string(), agent)),
+        Ok(Some(held)) => {
+            let mine = held.of(network);
+            if mine.is_empty() {
+                out.push(Finding::fail(
+                    "blocks",
+                    format!(
+                        "{file} lists no block of {network:?} for node {:?}: every ADD on this network fails with code 11",
+                        held.node
+                    ),
+                    agent,
+                ));
+            } else {
+                let list: Vec<String> = mine.iter().map(ToString::to_string).collect();
+                out.push(Finding::pass(
+                    "blocks",
+                    format!(
+                        "{} block(s) of {network:?} leased for node {:?}: {}",
+                        mine.len(),
+                        held.node,
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let status_file = status_path(&conf.file);
+    let shown = status_file.display();
+    let status = match AgentStatus::read(&status_file) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            out.push(Finding::warn(
+                "agent",
+                format!("no {shown}: the block agent has not run on this node"),
+                agent,
+            ));
+            return;
+        }
+        Err(err) => {
+            out.push(Finding::warn("agent", err.to_string(), agent));
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ago = |t: u64| now.saturating_sub(t);
+    let age = ago(status.updated);
+    if age > AGENT_STALE.as_secs() {
+        out.push(Finding::warn(
+            "agent",
+            format!("{shown} was last written {age} s ago: the block agent is not running (it rewrites it every 10 s)"),
+            agent,
+        ));
+    } else if status.api == ApiState::Unreachable {
+        let contact = status.last_contact.map_or_else(
+            || "never answered".to_string(),
+            |t| format!("last answered {} s ago", ago(t)),
+        );
+        out.push(Finding::warn(
+            "agent",
+            format!(
+                "the block agent cannot reach the API server ({contact}; {}{}): this node keeps allocating from the \
+                 blocks it holds, but leases no new one and gives none back until it can",
+                status.error.as_deref().unwrap_or("no error recorded"),
+                status
+                    .retry_in
+                    .map(|s| format!("; next try in {s} s"))
+                    .unwrap_or_default()
+            ),
+            "check the node's connection to the control plane (the API server's address, a firewall, the control \
+             plane itself); nothing is lost meanwhile unless the node runs out of free addresses",
+        ));
+    } else if !status.problems.is_empty() {
+        out.push(Finding::warn(
+            "agent",
+            format!("the block agent reports: {}", status.problems.join("; ")),
+            "act on what it says; its log has the details (kubectl -n roslan logs <pod>)",
+        ));
+    } else {
+        out.push(Finding::pass(
+            "agent",
+            format!(
+                "the block agent of node {:?} is in contact with the API server (last answer {} s ago)",
+                status.node,
+                status.last_contact.map_or(age, ago)
+            ),
         ));
     }
 }

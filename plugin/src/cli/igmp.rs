@@ -25,8 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, SockaddrIn, recv, sendto, setsockopt, sockopt};
+use nix::sys::socket::{MsgFlags, SockaddrIn, sendto, setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 /// The group the node joins and leaves to make a querier speak: organisation-local scope, outside
@@ -43,37 +42,8 @@ const IGMP_V3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
 /// IP Router Alert (RFC 2113): IGMPv3 routers may ignore reports without it.
 const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
 
-/// A Membership Query that was heard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Query {
-    /// The querier's address (0.0.0.0 for a switch or bridge that queries without an address).
-    pub source: Ipv4Addr,
-    /// 0.0.0.0 for a general query, else the group asked about.
-    pub group: Ipv4Addr,
-    /// IGMP version of the query (1, 2 or 3, from its length and max-response field).
-    pub version: u8,
-    /// When it arrived, from the start of listening.
-    pub after: Duration,
-}
-
-impl Query {
-    /// True if it is the answer to the solicitation.
-    pub fn solicited(&self) -> bool {
-        self.group == SOLICIT_GROUP
-    }
-}
-
 /// What listening found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A query arrived.
-    Heard(Query),
-    /// Nothing within the wait. `solicited` says whether a leave was sent to provoke one.
-    Silent {
-        /// Whether the solicitation was sent.
-        solicited: bool,
-    },
-}
+pub type Outcome = super::querier::Outcome<Ipv4Addr>;
 
 /// Creates the raw IGMP socket. nix offers no IPPROTO_IGMP protocol constant, hence libc.
 fn raw_igmp_socket() -> io::Result<OwnedFd> {
@@ -195,26 +165,8 @@ pub fn listen(master: &str, master_address: Option<Ipv4Addr>, wait: Duration) ->
         Some(address) => Some(solicit(&fd, address)?),
         None => None,
     };
-    let mut buf = [0u8; 1500];
-    while start.elapsed() < wait {
-        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-            Ok(len) => {
-                if let Some((source, group, version)) = parse_query(&buf[..len]) {
-                    return Ok(Outcome::Heard(Query {
-                        source,
-                        group,
-                        version,
-                        after: start.elapsed(),
-                    }));
-                }
-            }
-            Err(Errno::EAGAIN | Errno::EINTR) => {}
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-    Ok(Outcome::Silent {
-        solicited: master_address.is_some(),
-    })
+    let solicit = (SOLICIT_GROUP, master_address.is_some());
+    super::querier::first_query(&fd, start, wait, solicit, |packet, _| parse_query(packet))
 }
 
 #[cfg(test)]

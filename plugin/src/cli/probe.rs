@@ -1,5 +1,6 @@
 //! `roslan probe`: a multicast exchange between places on this machine, so that a network problem can
-//! be told apart from a DDS one.
+//! be told apart from a DDS one. Between machines, `--listen` and `--send` ([`super::remote`]) do the
+//! same with an echo.
 //!
 //! A place is the current namespace (`node`) or a network namespace (a pod's `/proc/<pid>/ns/net`, a
 //! `/run/netns/<name>` path, or just `<name>`). Receivers join the group the way an unconfigured DDS
@@ -65,15 +66,15 @@ const SETTLE: Duration = Duration::from_millis(250);
 
 /// Where a probe end runs.
 #[derive(Debug)]
-struct Place {
+pub(super) struct Place {
     /// As the user wrote it, for the report.
-    label: String,
+    pub(super) label: String,
     /// `None`: the namespace the probe runs in.
     netns: Option<Netns>,
 }
 
 impl Place {
-    fn open(text: &str) -> Result<Place, String> {
+    pub(super) fn open(text: &str) -> Result<Place, String> {
         if text == "node" {
             return Ok(Place {
                 label: text.to_string(),
@@ -100,7 +101,7 @@ impl Place {
     }
 
     /// Runs `work` inside the place.
-    fn enter<T>(&self, work: impl FnOnce() -> T) -> Result<T, String> {
+    pub(super) fn enter<T>(&self, work: impl FnOnce() -> T) -> Result<T, String> {
         match &self.netns {
             None => Ok(work()),
             Some(ns) => ns.run(work).map_err(|err| err.to_string()),
@@ -161,15 +162,15 @@ fn options(argv: &[String]) -> Result<Options, String> {
 
 /// What the probe learns about a place besides traffic: enough to explain silence.
 #[derive(Debug, Default)]
-struct Facts {
+pub(super) struct Facts {
     /// Links of the namespace.
-    links: Vec<Link>,
+    pub(super) links: Vec<Link>,
     /// rp_filter of `all` and of the interface used for the group.
-    rp_filter: Option<(u8, u8)>,
+    pub(super) rp_filter: Option<(u8, u8)>,
 }
 
 impl Facts {
-    fn gather(dev: Option<&str>) -> Facts {
+    pub(super) fn gather(dev: Option<&str>) -> Facts {
         let links = Runtime::new()
             .and_then(|rt| {
                 rt.connect()
@@ -186,7 +187,7 @@ impl Facts {
     }
 
     /// Interfaces roslan attached (their alias starts with `roslan `).
-    fn roslan_links(&self) -> Vec<&str> {
+    pub(super) fn roslan_links(&self) -> Vec<&str> {
         self.links
             .iter()
             .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with("roslan ")))
@@ -194,11 +195,11 @@ impl Facts {
             .collect()
     }
 
-    fn has_macvlan(&self) -> bool {
+    pub(super) fn has_macvlan(&self) -> bool {
         self.links.iter().any(|l| l.macvlan_mode.is_some())
     }
 
-    fn strict_rp_filter(&self) -> bool {
+    pub(super) fn strict_rp_filter(&self) -> bool {
         self.rp_filter.is_some_and(|(all, dev)| all.max(dev) == 1)
     }
 }
@@ -252,13 +253,17 @@ fn decode(data: &[u8]) -> Option<(u64, u32, u64)> {
 
 /// A socket bound to the group's port on every address, with SO_REUSEADDR so that several receivers
 /// (or another listener) in one namespace can share the port, joined on interface 0 as DDS does.
-fn receiver_socket(group: IpAddr, port: u16) -> Result<UdpSocket, String> {
+pub(super) fn receiver_socket(group: IpAddr, port: u16) -> Result<UdpSocket, String> {
     let (family, any) = match group {
         IpAddr::V4(_) => (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         IpAddr::V6(_) => (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     };
     let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| format!("socket: {e}"))?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+    if group.is_ipv6() {
+        // IPv6 only, so that an IPv4 socket on the same port gets the IPv4 datagrams.
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(|e| format!("IPV6_V6ONLY: {e}"))?;
+    }
     let address = SockaddrStorage::from(SocketAddr::new(any, port));
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &address).map_err(|e| format!("bind port {port}: {e}"))?;
     let socket = UdpSocket::from(fd);
@@ -413,7 +418,7 @@ fn send(place: &Place, options: &Options, shared: &Shared) -> Sent {
 }
 
 /// A run identifier, so that two probes on the same group and port do not count each other's datagrams.
-fn run_id() -> u64 {
+pub(super) fn run_id() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -500,12 +505,12 @@ struct Report<'a> {
     received: Vec<Received>,
 }
 
-fn millis(d: Duration) -> f64 {
+pub(super) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
 /// (median, max) latency.
-fn latency(samples: &[Duration]) -> Option<(Duration, Duration)> {
+pub(super) fn latency(samples: &[Duration]) -> Option<(Duration, Duration)> {
     let mut sorted = samples.to_vec();
     sorted.sort();
     let max = *sorted.last()?;
@@ -795,12 +800,18 @@ impl Report<'_> {
             out.push_str(&line);
             out.push('\n');
         }
-        out.push_str(&format!("verdict: {}\n", self.verdict()));
-        for hint in self.hints() {
-            out.push_str(&format!("hint: {hint}\n"));
-        }
+        out.push_str(&verdict_lines(&self.verdict(), &self.hints()));
         out
     }
+}
+
+/// The closing lines of a report: the verdict, then one line per hint.
+pub(super) fn verdict_lines(verdict: &str, hints: &[String]) -> String {
+    let mut out = format!("verdict: {verdict}\n");
+    for hint in hints {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
 }
 
 #[cfg(test)]

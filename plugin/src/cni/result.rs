@@ -238,7 +238,12 @@ impl CniResult {
                 self.routes.iter().map(|r| route_json(r, version)).collect(),
             );
         }
-        root.insert("dns".into(), self.dns.to_json());
+        // From 1.0.0 the Go library leaves out an empty `dns` (types/100's MarshalJSON); 0.3.x and
+        // 0.4.0 results always carry one. Printing what the runtime's own library would keeps results
+        // byte-comparable with the reference plugins'.
+        if version.ips_carry_version() || !self.dns.is_empty() {
+            root.insert("dns".into(), self.dns.to_json());
+        }
         Value::Object(root)
     }
 
@@ -400,6 +405,8 @@ mod tests {
         assert!(v031["interfaces"][0].get("mtu").is_none());
         let v1 = r.to_json(Version::V1_0_0);
         assert!(v1["ips"][0].get("version").is_none());
+        assert!(v1.get("dns").is_none(), "an empty dns is left out from 1.0.0");
+        assert_eq!(v031["dns"], json!({}));
         let v020 = r.to_json(Version::V0_2_0);
         assert_eq!(v020["ip4"]["ip"], "10.0.0.2/24");
         assert_eq!(v020["ip4"]["routes"][0]["dst"], "224.0.0.0/4");

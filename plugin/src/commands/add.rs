@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use nix::errno::Errno;
+use roslan_ipam_core::PodRef;
 
 use super::{Attachment, resolve_master};
 use crate::cni::{CniArgs, CniResult, Interface, IpConfig, Request, Route};
@@ -49,6 +50,8 @@ const MAX_CONFLICTS: usize = 8;
 struct Plan<'a> {
     /// Addresses asked for (CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips).
     requested: &'a [IpAddr],
+    /// The pod, when CNI_ARGS names it: whose sticky addresses IPAM prefers.
+    pod: Option<&'a PodRef>,
     /// The MAC was derived from the pod's name (`stableMac`), not given.
     stable_mac: bool,
     /// Where an explicit MAC came from, for a refusal's message.
@@ -136,6 +139,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     };
     let mac_source = explicit_mac.map(|(_, source)| source);
     let mac = explicit_mac.map(|(mac, _)| mac).or(stable_mac);
+    let pod_ref = ipam::pod_of(&args, request);
     let mut requested = args.ips.clone();
     requested.extend(conf.requested_ips.iter().copied());
     if !requested.is_empty() && matches!(conf.ipam, IpamConf::None) {
@@ -214,6 +218,7 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     let outcome = free.and_then(|()| {
         let plan = Plan {
             requested: &requested,
+            pod: pod_ref.as_ref(),
             stable_mac: stable_mac.is_some(),
             mac_source,
         };
@@ -406,7 +411,7 @@ fn configure(
     let flags = plan_flags(&links, conf, link.index);
     watch.lap("read-link");
 
-    let assigned = ipam::add(request, conf, &attachment.owner, plan.requested)?;
+    let assigned = ipam::add(request, conf, &attachment.owner, plan.requested, plan.pod)?;
     undo.assigned = Some(assigned.clone());
     fault::point("add:reserved");
     watch.lap("ipam");

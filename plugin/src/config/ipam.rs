@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
+use roslan_ipam_core::blocks::BlockSize;
+use roslan_ipam_core::blocks::file::DEFAULT_BLOCKS_FILE;
 use roslan_ipam_core::range::first_overlap;
 use roslan_ipam_core::store::DEFAULT_DATA_DIR;
 use roslan_ipam_core::{RangeSet, RangeSpec, check_disjoint};
@@ -54,7 +56,31 @@ pub struct BuiltinIpam {
     pub data_dir: PathBuf,
     /// `resolvConf`.
     pub resolv_conf: Option<PathBuf>,
+    /// `nodeBlocks`: allocate only inside the blocks the node agent leased for this node.
+    pub node_blocks: Option<NodeBlocksConf>,
+    /// `sticky` (default true): a pod gets back the address it had last on this network and node.
+    pub sticky: bool,
 }
+
+/// `nodeBlocks`: the range sets are carved into blocks that the node agent leases per node through the
+/// Kubernetes API; ADD reads the node's blocks from `file` and never talks to the API itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeBlocksConf {
+    /// `size` (IPv4 prefix length, default 28) and `ipv6Size` (default 124).
+    pub size: BlockSize,
+    /// `minFree`: the agent leases another block when fewer addresses are free in the node's blocks of a
+    /// set; `None` means one block's worth.
+    pub min_free: Option<u64>,
+    /// `releaseAfter`: seconds a block must stay empty before the agent gives it back.
+    pub release_after: u64,
+    /// `file`: where the agent writes the node's blocks.
+    pub file: PathBuf,
+}
+
+/// Seconds an empty block is kept before it is given back: longer than a rollout or a pod's crash-loop
+/// back-off (at most 5 min), so that a pod that comes back finds its block, and its sticky address, still
+/// there, and the API sees no lease churn.
+pub const DEFAULT_RELEASE_AFTER: u64 = 600;
 
 fn range_spec(value: &Value, key: String, problems: &mut Problems) -> Option<RangeSpec> {
     let Some(map) = value.as_object() else {
@@ -255,6 +281,14 @@ pub fn parse(
         .string("resolvConf", problems)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
+    let node_blocks = parse_node_blocks(&mut ipam, &sets, problems, warnings);
+    if node_blocks.is_some() && !node_ranges.is_empty() {
+        problems.push(
+            "ipam.nodeBlocks",
+            "cannot be combined with \"nodeRanges\": both decide which addresses a node hands out; keep one",
+        );
+    }
+    let sticky = ipam.boolean("sticky", problems).unwrap_or(true);
     warn_unknown(&ipam, warnings);
     IpamConf::Builtin(BuiltinIpam {
         sets,
@@ -265,6 +299,68 @@ pub fn parse(
         routes,
         data_dir,
         resolv_conf,
+        node_blocks,
+        sticky,
+    })
+}
+
+/// `nodeBlocks`: `{"size": 28, "ipv6Size": 124, "minFree": 16, "releaseAfter": 600, "file": "..."}`,
+/// every key optional.
+fn parse_node_blocks(
+    ipam: &mut Obj<'_>,
+    sets: &[RangeSet],
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<NodeBlocksConf> {
+    let mut obj = ipam.object("nodeBlocks", problems)?;
+    let defaults = BlockSize::default();
+    let size = BlockSize {
+        v4: obj.integer("size", 8, 30, problems).map_or(defaults.v4, |v| v as u8),
+        v6: obj
+            .integer("ipv6Size", 64, 126, problems)
+            .map_or(defaults.v6, |v| v as u8),
+    };
+    for (i, set) in sets.iter().enumerate() {
+        let (prefix, key) = if set.is_ipv4() {
+            (size.v4, "size")
+        } else {
+            (size.v6, "ipv6Size")
+        };
+        if let Some(range) = set.0.iter().find(|r| r.subnet.prefix() > prefix) {
+            problems.push(
+                obj.key(key),
+                format!(
+                    "/{prefix} blocks are wider than subnet {} of range set {i}: use a prefix length of at least {}",
+                    range.subnet,
+                    range.subnet.prefix()
+                ),
+            );
+        }
+    }
+    let min_free = obj.integer("minFree", 0, 1 << 20, problems);
+    let release_after = obj
+        .integer("releaseAfter", 0, 30 * 86_400, problems)
+        .unwrap_or(DEFAULT_RELEASE_AFTER);
+    let file = PathBuf::from(
+        obj.string("file", problems)
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| DEFAULT_BLOCKS_FILE.into()),
+    );
+    if !file.is_absolute() {
+        problems.push(
+            obj.key("file"),
+            format!(
+                "{} is relative; use an absolute path such as {DEFAULT_BLOCKS_FILE}",
+                file.display()
+            ),
+        );
+    }
+    warn_unknown(&obj, warnings);
+    Some(NodeBlocksConf {
+        size,
+        min_free,
+        release_after,
+        file,
     })
 }
 

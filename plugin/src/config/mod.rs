@@ -21,7 +21,7 @@ use crate::error::{ConfigProblem, Error};
 use crate::log::Level;
 use crate::mac::Mac;
 pub use fields::{Obj, Problems, closest};
-pub use ipam::{BuiltinIpam, IpamConf};
+pub use ipam::{BuiltinIpam, IpamConf, NodeBlocksConf};
 pub use ros::{MulticastConf, Sysctl};
 
 /// The macvlan mode; bridge is the only one that lets sibling pods hear each other's multicast.

@@ -1,17 +1,21 @@
 //! The built-in IPAM: host-local's semantics and files, in-process, with `nodeRanges` on top.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 
 use ipnetwork::IpNetwork;
+use roslan_ipam_core::blocks::file::NodeBlocks;
+use roslan_ipam_core::blocks::restrict;
 use roslan_ipam_core::file::{Links, read_regular};
-use roslan_ipam_core::{IpamError, LockedStore, Owner, RangeSet, Store, allocate};
+use roslan_ipam_core::{IpamError, LockedStore, Owner, PodRef, RangeSet, Store, allocate};
 
 use super::Assigned;
 use crate::cni::{Dns, IpConfig};
-use crate::config::BuiltinIpam;
+use crate::config::{BuiltinIpam, NodeBlocksConf};
 use crate::error::Error;
+use crate::warn;
 
 /// The owner recorded for addresses a foreign host answered for (ARP probe or IPv6 DAD): host-local
 /// and roslan both see them as taken, and GC releases them so they are probed again later.
@@ -56,15 +60,26 @@ pub fn node_name(file: &Path) -> Result<Option<String>, Error> {
     Ok(from_file.or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok())))
 }
 
+/// What to check when a node has no block to allocate from: ADD cannot fix it, the agent can.
+pub const AGENT_HINT: &str = "the node agent (roslan-install with --lease-blocks, the roslan DaemonSet) leases blocks \
+    for this node through the Kubernetes API and writes them there: check that it runs on this node and reaches the \
+    API server (its log: kubectl -n roslan logs <its pod>), and run roslan doctor on the node";
+
 impl BuiltinIpam {
-    /// The range sets this node allocates from: its `nodeRanges` slice if it has one, else `ranges`.
-    pub fn node_sets(&self) -> Result<&[RangeSet], Error> {
+    /// The range sets this node allocates from: the part of each set inside the node's blocks
+    /// (`nodeBlocks`), its `nodeRanges` slice if it has one, else `ranges`. With `nodeBlocks` the blocks
+    /// file is read, so call this with the store locked: the agent gives a block back only under that
+    /// lock, and never while an ADD that read the old list is still allocating.
+    pub fn node_sets(&self, network: &str) -> Result<Cow<'_, [RangeSet]>, Error> {
+        if let Some(blocks) = &self.node_blocks {
+            return leased_sets(network, &self.sets, blocks).map(Cow::Owned);
+        }
         if self.node_ranges.is_empty() {
-            return Ok(&self.sets);
+            return Ok(Cow::Borrowed(&self.sets));
         }
         let node = node_name(&self.node_name_file)?;
         if let Some((_, sets)) = self.node_ranges.iter().find(|(name, _)| Some(name) == node.as_ref()) {
-            return Ok(sets);
+            return Ok(Cow::Borrowed(sets));
         }
         if self.sets.is_empty() {
             let known: Vec<&str> = self.node_ranges.iter().map(|(n, _)| n.as_str()).collect();
@@ -78,7 +93,81 @@ impl BuiltinIpam {
                 ),
             ));
         }
-        Ok(&self.sets)
+        Ok(Cow::Borrowed(&self.sets))
+    }
+}
+
+impl BuiltinIpam {
+    /// The node's sets when they do not depend on the blocks file (`None` with `nodeBlocks`): read before
+    /// the store is opened, so that a configuration problem leaves no directory behind.
+    fn sets_before_lock(&self, network: &str) -> Result<Option<Cow<'_, [RangeSet]>>, Error> {
+        if self.node_blocks.is_some() {
+            Ok(None)
+        } else {
+            self.node_sets(network).map(Some)
+        }
+    }
+
+    /// The node's sets, with the store locked: `early` if [`BuiltinIpam::sets_before_lock`] had them,
+    /// else the blocks file's.
+    fn sets_under_lock<'a>(
+        &'a self,
+        network: &str,
+        early: Option<Cow<'a, [RangeSet]>>,
+    ) -> Result<Cow<'a, [RangeSet]>, Error> {
+        match early {
+            Some(sets) => Ok(sets),
+            None => self.node_sets(network),
+        }
+    }
+}
+
+/// The node's share of each set under `nodeBlocks`: code 11 (try again) while the agent has not leased
+/// a block of every set, because the agent, not the runtime, fixes that.
+fn leased_sets(network: &str, sets: &[RangeSet], conf: &NodeBlocksConf) -> Result<Vec<RangeSet>, Error> {
+    let file = conf.file.display();
+    let held = match NodeBlocks::read(&conf.file) {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            return Err(Error::TryAgain(format!(
+                "this node holds no address block of network {network:?} yet: {file} does not exist; {AGENT_HINT}"
+            )));
+        }
+        Err(err) => {
+            return Err(Error::TryAgain(format!(
+                "cannot read this node's address blocks: {err}; {AGENT_HINT}"
+            )));
+        }
+    };
+    let mine = held.of(network);
+    sets.iter()
+        .enumerate()
+        .map(|(i, set)| {
+            restrict(set, &mine).ok_or_else(|| {
+                Error::TryAgain(format!(
+                    "no block of range set {i} ({set}) of network {network:?} is leased for this node (node {:?}, {} block(s) of the network in {file}); {AGENT_HINT}",
+                    held.node,
+                    mine.len()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// With `nodeBlocks`, a full set means the node's blocks are full, not the range: say who adds one.
+fn exhausted_blocks(err: Error, network: &str, ipam: &BuiltinIpam) -> Error {
+    match (err, &ipam.node_blocks) {
+        (Error::Ipam(IpamError::Exhausted { index, set }), Some(blocks)) => {
+            let threshold = blocks
+                .min_free
+                .map_or_else(|| "a block's worth of".to_string(), |n| n.to_string());
+            Error::TryAgain(format!(
+                "no free address in this node's blocks of range set {index} ({set}) of network {network:?}: the agent \
+                 leases another block when fewer than {threshold} addresses are free and has not yet; {AGENT_HINT} (the \
+                 range may have no free block left)"
+            ))
+        }
+        (err, _) => err,
     }
 }
 
@@ -111,16 +200,37 @@ fn ip_config(ip: IpAddr, prefix: u8, gateway: IpAddr) -> IpConfig {
     }
 }
 
-/// Reserves one address per range set for `owner`.
-pub fn add(network: &str, ipam: &BuiltinIpam, owner: &Owner, requested: &[IpAddr]) -> Result<Assigned, Error> {
+/// Reserves one address per range set for `owner`; with `sticky` and a `pod`, the addresses the pod had
+/// last are taken when they are free.
+pub fn add(
+    network: &str,
+    ipam: &BuiltinIpam,
+    owner: &Owner,
+    requested: &[IpAddr],
+    pod: Option<&PodRef>,
+) -> Result<Assigned, Error> {
     let dns = match &ipam.resolv_conf {
         Some(path) => parse_resolv_conf(path)?,
         None => Dns::default(),
     };
-    let sets = ipam.node_sets()?;
+    // A configuration problem is found before the store is created; the blocks file is read under the lock.
+    let early = ipam.sets_before_lock(network)?;
     let store = Store::open(&ipam.data_dir, network)?;
     let mut locked = store.lock()?;
-    let allocations = allocate(&mut locked, sets, owner, requested)?;
+    let sets = ipam.sets_under_lock(network, early)?;
+    let pod = pod.filter(|_| ipam.sticky);
+    let preferred = pod.map(|pod| locked.remembered(pod)).unwrap_or_default();
+    let allocations = allocate(&mut locked, &sets, owner, requested, &preferred)
+        .map_err(|err| exhausted_blocks(err.into(), network, ipam))?;
+    if let Some(pod) = pod {
+        let ips: Vec<IpAddr> = allocations.iter().map(|a| a.ip).collect();
+        if let Err(err) = locked.remember(pod, &ips) {
+            warn!(
+                "sticky addresses: could not remember {ips:?} for {}/{}: {err}",
+                pod.namespace, pod.name
+            );
+        }
+    }
     // Killed here: files written, index not stamped, lock released by the kernel.
     crate::fault::point("add:ipam-uncommitted");
     let ips = allocations
@@ -144,16 +254,17 @@ pub fn replace(
     conflicting: IpAddr,
     evidence: &str,
 ) -> Result<IpConfig, Error> {
-    let sets = ipam.node_sets()?;
+    let early = ipam.sets_before_lock(network)?;
     let store = Store::open(&ipam.data_dir, network)?;
     let mut locked = store.lock()?;
+    let sets = ipam.sets_under_lock(network, early)?;
     locked.release(conflicting, owner)?;
     let index = sets.iter().position(|s| s.contains(conflicting)).unwrap_or(0);
     locked.reserve(conflicting, &foreign_owner(evidence), index)?;
     let one = std::slice::from_ref(&sets[index]);
-    let mut allocation = allocate(&mut locked, one, owner, &[]).map_err(|err| match err {
-        IpamError::Exhausted { set, .. } => IpamError::Exhausted { index, set },
-        other => other,
+    let mut allocation = allocate(&mut locked, one, owner, &[], &[]).map_err(|err| match err {
+        IpamError::Exhausted { set, .. } => exhausted_blocks(IpamError::Exhausted { index, set }.into(), network, ipam),
+        other => other.into(),
     })?;
     let a = allocation.remove(0);
     Ok(ip_config(a.ip, a.prefix, a.gateway))
@@ -193,11 +304,12 @@ pub fn held(network: &str, ipam: &BuiltinIpam, owner: &Owner) -> Result<Vec<IpAd
 
 /// STATUS: `Err` naming the first range set with no free address.
 pub fn status(network: &str, ipam: &BuiltinIpam) -> Result<(), Error> {
-    let sets = ipam.node_sets()?;
+    let early = ipam.sets_before_lock(network)?;
     let Some(store) = Store::open_existing(&ipam.data_dir, network)? else {
-        return Ok(());
+        return ipam.sets_under_lock(network, early).map(|_| ()).map_err(unavailable);
     };
     let mut locked = store.lock()?;
+    let sets = ipam.sets_under_lock(network, early).map_err(unavailable)?;
     for (i, set) in sets.iter().enumerate() {
         if !has_free(&mut locked, set)? {
             return Err(Error::Unavailable(format!(
@@ -207,6 +319,14 @@ pub fn status(network: &str, ipam: &BuiltinIpam) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// STATUS answers "can ADD be served now" with code 50; a node without blocks cannot be, for now.
+fn unavailable(err: Error) -> Error {
+    match err {
+        Error::TryAgain(why) => Error::Unavailable(why),
+        other => other,
+    }
 }
 
 fn has_free(locked: &mut LockedStore<'_>, set: &RangeSet) -> Result<bool, Error> {

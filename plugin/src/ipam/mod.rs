@@ -11,10 +11,10 @@ pub mod standalone;
 
 use std::net::IpAddr;
 
-use roslan_ipam_core::Owner;
+use roslan_ipam_core::{Owner, PodRef};
 use serde_json::Value;
 
-use crate::cni::{CniResult, Dns, IpConfig, Request, Route};
+use crate::cni::{CniArgs, CniResult, Dns, IpConfig, Request, Route};
 use crate::config::{IpamConf, NetConf};
 use crate::error::Error;
 use crate::{info, warn};
@@ -32,11 +32,30 @@ pub struct Assigned {
     pub delegated: bool,
 }
 
-/// ADD: reserves addresses for `owner`.
-pub fn add(request: &Request, conf: &NetConf, owner: &Owner, requested: &[IpAddr]) -> Result<Assigned, Error> {
+/// The pod behind an attachment, when the runtime names it (Multus and the kubelet pass
+/// `K8S_POD_NAMESPACE` and `K8S_POD_NAME`): the key of its sticky addresses.
+pub fn pod_of(args: &CniArgs, request: &Request) -> Option<PodRef> {
+    match (&args.pod_namespace, &args.pod_name) {
+        (Some(namespace), Some(name)) if !namespace.is_empty() && !name.is_empty() => Some(PodRef {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            ifname: request.ifname.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// ADD: reserves addresses for `owner` (`pod`: whose sticky addresses to prefer).
+pub fn add(
+    request: &Request,
+    conf: &NetConf,
+    owner: &Owner,
+    requested: &[IpAddr],
+    pod: Option<&PodRef>,
+) -> Result<Assigned, Error> {
     match &conf.ipam {
         IpamConf::None => Ok(Assigned::default()),
-        IpamConf::Builtin(builtin) => builtin::add(&conf.name, builtin, owner, requested),
+        IpamConf::Builtin(builtin) => builtin::add(&conf.name, builtin, owner, requested, pod),
         IpamConf::Delegate { plugin } => {
             let output = delegate::exec(request, plugin, "ADD")?.ok_or_else(|| Error::Decode {
                 what: "IPAM plugin output",

@@ -53,9 +53,10 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
                 });
             }
             let args = CniArgs::parse(&request.args)?;
+            let pod = super::pod_of(&args, request);
             let mut requested = args.ips;
             requested.extend(conf.requested_ips.iter().copied());
-            let assigned = super::add(request, conf, &owner, &requested)?;
+            let assigned = super::add(request, conf, &owner, &requested, pod.as_ref())?;
             // host-local returns the configured routes as they are; the main plugin fills gateways.
             let result = CniResult {
                 interfaces: Vec::new(),
