@@ -28,6 +28,10 @@ pub const ETCD: &str = "/usr/bin/etcd";
 /// The service network (its first address is the `kubernetes` Service, named in the serving certificate).
 pub const SERVICE_CIDR: &str = "10.96.0.0/24";
 
+/// The `kubernetes` Service's address, the first of [`SERVICE_CIDR`]: where pods reach the API server
+/// (`KUBERNETES_SERVICE_HOST`), port 443.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 /// What to start besides etcd and the API server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -164,7 +168,7 @@ impl ControlPlane {
         let sans = [
             "IP:127.0.0.1",
             "DNS:localhost",
-            "IP:10.96.0.1",
+            &format!("IP:{KUBERNETES_SERVICE_IP}"),
             "DNS:kubernetes",
             "DNS:kubernetes.default",
             "DNS:kubernetes.default.svc",
