@@ -45,13 +45,12 @@
 //! [`NodeHost::new`] removes the directories, cgroups and network namespaces such a run left.
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::Daemon;
-use crate::netns::{Netns, sh, try_sh, unique};
+use crate::netns::{Netns, ThreadInNetns, sh, try_sh, unique};
 use crate::process::only_child;
 use crate::runtime::remove_cgroup;
 
@@ -381,11 +380,11 @@ impl NodeHost {
         }
     }
 
-    /// Makes the calling thread's network namespace the node's until the guard is dropped, so that what the
-    /// thread starts (a control plane on the node's loopback, kubectl) runs there. Only the network
-    /// namespace: files and processes stay the machine's.
-    pub fn enter_net(&self) -> NetGuard {
-        NetGuard::enter(&self.net.path())
+    /// Makes the calling thread's network namespace the node's until the guard is dropped
+    /// ([`Netns::enter`]), so that what the thread starts (a control plane on the node's loopback, kubectl)
+    /// runs there. Only the network namespace: files and processes stay the machine's.
+    pub fn enter_net(&self) -> ThreadInNetns {
+        self.net.enter()
     }
 }
 
@@ -452,29 +451,6 @@ impl Trace {
             }
         }
         left
-    }
-}
-
-/// The calling thread's network namespace, switched to another one and back on drop.
-#[derive(Debug)]
-pub struct NetGuard {
-    previous: std::fs::File,
-}
-
-impl NetGuard {
-    /// Enters the network namespace at `path` (a bind mount under /run/netns) on this thread.
-    pub fn enter(path: &str) -> NetGuard {
-        let previous = std::fs::File::open("/proc/thread-self/ns/net").expect("open this thread's netns");
-        let target = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("enter {path}: {e}"));
-        NetGuard { previous }
-    }
-}
-
-impl Drop for NetGuard {
-    fn drop(&mut self) {
-        let _ = nix::sched::setns(self.previous.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
     }
 }
 

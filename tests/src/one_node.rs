@@ -16,6 +16,9 @@
 //!   build must not evict the node's pods or delete its imported images, which no registry could restore),
 //!   no graceful node shutdown (it needs systemd-logind).
 //!
+//! No kube-proxy: the one Service the node's pods use, the API server's, is routed by a single DNAT rule in
+//! the node's network namespace (`route_kubernetes_service`).
+//!
 //! kubelet 1.34 with containerd 1.6 (CRI v1): kubelet logs that the runtime lacks `RuntimeConfig` and falls
 //! back to its own cgroup driver setting, which is the one containerd's runc options use.
 //!
@@ -28,9 +31,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::apiserver::{ControlPlane, Options};
+use crate::apiserver::{ControlPlane, KUBERNETES_SERVICE_IP, Options};
 use crate::daemon::{Daemon, log_tail};
-use crate::node::{NODE_ADDR, NODE_NAME, NetGuard, NodeHost};
+use crate::netns::ThreadInNetns;
+use crate::node::{NODE_ADDR, NODE_NAME, NodeHost};
 use crate::peers::peer_bin;
 use crate::runtime::{need, private_containerd_config, repo};
 
@@ -85,7 +89,7 @@ pub struct OneNodeCluster {
     containerd: RefCell<Option<Daemon>>,
     control_plane: Option<ControlPlane>,
     node: NodeHost,
-    _net: NetGuard,
+    _net: ThreadInNetns,
 }
 
 impl OneNodeCluster {
@@ -105,6 +109,7 @@ impl OneNodeCluster {
             controller_manager: true,
             scheduler: true,
         });
+        route_kubernetes_service(&node, &control_plane);
         layout(&node, &control_plane);
         let cluster = OneNodeCluster {
             kubelet: RefCell::new(None),
@@ -361,6 +366,34 @@ impl OneNodeCluster {
             log_tail(&self.node.log("containerd"), lines)
         )
     }
+}
+
+/// What kube-proxy does on a node for the one Service this node's pods use, the API server's: connections to
+/// `10.96.0.1:443` (`KUBERNETES_SERVICE_HOST`, which kubelet gives every pod) are DNATed to the API server
+/// on the node's loopback, which `route_localnet` lets packets from the pods' interfaces reach. Only in the
+/// node's network namespace. roslan-install's block agent, in the DaemonSet's pod, lists networks through it.
+fn route_kubernetes_service(node: &NodeHost, cp: &ControlPlane) {
+    let port = cp.server().rsplit(':').next().expect("the API server's port");
+    node.run_ok("sysctl", &["-qw", "net.ipv4.conf.all.route_localnet=1"]);
+    node.run_ok(
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            &format!("{KUBERNETES_SERVICE_IP}/32"),
+            "-p",
+            "tcp",
+            "--dport",
+            "443",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
 }
 
 /// Where [`OneNodeCluster`] copies its logs when it is dropped, if set: the node's (kubelet, containerd) and the
