@@ -371,17 +371,11 @@ impl Laptop {
         }
     }
 
-    /// Stops both; the tags the laptop's listener heard from elsewhere (it also hears its own talker).
-    fn stop(self) -> Vec<String> {
-        let talker = self.talker.stop();
-        let listener = self.listener.stop();
-        assert!(
-            talker.printed("publishing"),
-            "the laptop's talker never published:\n{}",
-            talker.transcript()
-        );
-        let mut tags: Vec<String> = listener
-            .lines
+    /// The tags the laptop's listener heard from elsewhere (it also hears its own talker), sorted.
+    fn heard(&self) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .listener
+            .lines()
             .iter()
             .filter_map(|l| parse_heard(&l.text).map(|m| m.tag))
             .filter(|tag| tag != "lh")
@@ -389,6 +383,39 @@ impl Laptop {
         tags.sort();
         tags.dedup();
         tags
+    }
+
+    /// While `deployment`'s pods run: waits (at most [`WINDOW`] once its pods' talkers were heard) until the
+    /// laptop heard all of them and the pods' listener heard the laptop; (what the laptop heard, whether the
+    /// pods' listener heard it).
+    fn exchange(&self, deployment: &Deployment) -> (Vec<String>, bool) {
+        let mut want: Vec<String> = deployment.workload.talkers().into_iter().map(|(_, t)| t).collect();
+        want.sort();
+        let (lpod, lcontainer) = deployment.workload.listener();
+        let pods_heard_laptop = || {
+            deployment
+                .logs(&lpod, &lcontainer)
+                .iter()
+                .any(|l| parse_heard(&l.text).is_some_and(|m| m.tag == "lh"))
+        };
+        let deadline = Instant::now() + WINDOW;
+        loop {
+            let (heard, heard_laptop) = (self.heard(), pods_heard_laptop());
+            if (heard == want && heard_laptop) || Instant::now() > deadline {
+                return (heard, heard_laptop);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Stops both; checks the talker published.
+    fn stop(self) {
+        let talker = self.talker.stop();
+        assert!(
+            talker.printed("publishing"),
+            "the laptop's talker never published:\n{}",
+            talker.transcript()
+        );
     }
 }
 
@@ -982,14 +1009,19 @@ fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
         for &network in networks {
             let laptop = (number == 3).then(|| Laptop::start(cluster.node(), "3"));
             let mut restart = None;
+            let mut exchange = None;
             let row = run_workload(&cluster, &workload, network, |deployment| {
                 if number == 5 && network == Network::Roslan {
                     restart = Some(restart_node_agents(&cluster, deployment));
                 }
+                if let Some(laptop) = &laptop {
+                    exchange = Some(laptop.exchange(deployment));
+                }
             });
             if let Some(laptop) = laptop {
-                let heard = laptop.stop();
-                laptop_heard.push((network, heard, row.outcome.others.contains(&"lh".to_string())));
+                laptop.stop();
+                let (heard, heard_laptop) = exchange.expect("the laptop listened");
+                laptop_heard.push((network, heard, heard_laptop));
             }
             phases
                 .done
