@@ -33,6 +33,11 @@
 //!   values kubelet insists on (1, 10, 1), so that kubelet, run with `protectKernelDefaults`, neither
 //!   changes the machine's kernel settings (they are global, not per namespace) nor refuses to start.
 //!
+//! [`crate::runtime::NodeMounts`] is the lighter version for a runtime without kubelet (a tmpfs `/run`, a
+//! throwaway `/var/lib/cni`): kubelet also writes `/var/lib/kubelet`, `/var/log`, `/etc` paths and cgroups,
+//! reads `/sys`, insists on kernel settings, and its runtime's shims outlive containerd, which only a PID
+//! namespace of the node's own reliably takes down.
+//!
 //! Programs enter all three namespaces with `nsenter --net --mount --pid` ([`NodeHost::command`]).
 //! Containers' cgroups go under `/roslan-test-node-<id>` in every hierarchy ([`NodeHost::cgroup_root`],
 //! kubelet's `cgroupRoot`).
