@@ -19,15 +19,15 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use roslan::config::MacvlanMode;
-use roslan::netlink::{Link, MAIN_TABLE, MacvlanSpec, Netlink, RouteSpec, Runtime};
+use roslan::netlink::{Link, MAIN_TABLE, MacvlanMode, MacvlanSpec, Netlink, RouteSpec, Runtime};
 use roslan::netns::Netns;
 
 use crate::error::Error;
 use crate::files::fingerprint;
 
-/// The alias that marks the installer's shim.
-pub const ALIAS: &str = "roslan-install host shim";
+/// The alias that marks the installer's shim (its format is owned by [`roslan::alias`], which the
+/// doctor also reads it with).
+pub const ALIAS: &str = roslan::alias::SHIM;
 
 /// What the shim should look like.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,8 +64,8 @@ pub fn temp_name(name: &str) -> String {
 
 /// Brings the shim to `spec` and returns what it changed, in words (empty: nothing to do).
 pub fn ensure(spec: &ShimSpec) -> Result<Vec<String>, Error> {
-    let runtime = Runtime::new()?;
-    let nl = runtime.connect()?;
+    let runtime = Runtime::new().map_err(roslan::error::Error::from)?;
+    let nl = runtime.connect().map_err(roslan::error::Error::from)?;
     let mut actions = Vec::new();
     remove_leftover(&nl, &spec.name, &mut actions)?;
     let master = nl
@@ -138,8 +138,8 @@ pub fn ensure(spec: &ShimSpec) -> Result<Vec<String>, Error> {
 
 /// Deletes the shim called `name` if it is the installer's. Returns what it did, in words.
 pub fn remove(name: &str) -> Result<String, Error> {
-    let runtime = Runtime::new()?;
-    let nl = runtime.connect()?;
+    let runtime = Runtime::new().map_err(roslan::error::Error::from)?;
+    let nl = runtime.connect().map_err(roslan::error::Error::from)?;
     let mut actions = Vec::new();
     remove_leftover(&nl, name, &mut actions)?;
     match lookup(&nl, name)? {
@@ -228,7 +228,7 @@ fn is_link_local(ip: IpAddr) -> bool {
 fn create(nl: &Netlink<'_>, spec: &ShimSpec, master: &Link, actions: &mut Vec<String>) -> Result<Link, Error> {
     let temp = temp_name(&spec.name);
     // The facade creates links in a namespace given by descriptor; the installer's own is the target.
-    let here = Netns::current()?;
+    let here = Netns::current().map_err(roslan::error::Error::from)?;
     let macvlan = MacvlanSpec {
         name: &temp,
         master_index: master.index,
@@ -237,7 +237,7 @@ fn create(nl: &Netlink<'_>, spec: &ShimSpec, master: &Link, actions: &mut Vec<St
         mac: None,
         bc_queue_len: None,
     };
-    nl.create_macvlan(&macvlan, &here)
+    nl.create_macvlan(&macvlan, here.raw_fd())
         .map_err(Error::netlink(format!("create macvlan {temp} on {}", spec.master)))?;
     let link = nl
         .link_by_name(&temp)

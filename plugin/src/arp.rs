@@ -1,5 +1,6 @@
-//! ARP on the pod's link, from a packet socket opened inside the pod: RFC 5227 probes before an
-//! address is used (`ipam.probe`), and announcements (gratuitous ARP) after.
+//! ARP on the pod's link, from a packet socket opened inside the pod: RFC 5227 address-conflict checks
+//! before an address is used (the `ipam.probe` setting), and announcements (gratuitous ARP) after.
+//! (Not to be confused with `roslan probe`, the multicast diagnostic.)
 //!
 //! The functions must run inside the pod's namespace ([`crate::netns::Netns::run`]): an AF_PACKET
 //! socket binds to an interface index of the namespace it was created in.
@@ -81,7 +82,7 @@ fn parse(frame: &[u8]) -> Option<(Mac, Ipv4Addr, Ipv4Addr)> {
 /// Probes `candidate` from the link `ifindex` (which must be up and must not hold the address): two
 /// probes within `timeout`, as RFC 5227 allows for a faster, bounded wait. Returns the MAC of a host
 /// that claims the address (it answered, or probed for it at the same time), or `None`.
-pub fn probe(ifindex: u32, mac: Mac, candidate: Ipv4Addr, timeout: Duration) -> io::Result<Option<Mac>> {
+pub fn address_in_use(ifindex: u32, mac: Mac, candidate: Ipv4Addr, timeout: Duration) -> io::Result<Option<Mac>> {
     let fd = packet_socket(ifindex)?;
     let frame = request_frame(mac, Ipv4Addr::UNSPECIFIED, candidate);
     let start = Instant::now();

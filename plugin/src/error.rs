@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::cni::Version;
 use crate::netlink::NetlinkError;
+use crate::netns::NetnsError;
 
 /// roslan-specific codes (100+), documented in docs/configuration.md.
 pub mod code {
@@ -196,7 +197,7 @@ impl Error {
                 "supported versions: {}",
                 crate::cni::version::supported_strings().join(", ")
             )),
-            Error::Netlink { source, .. } => source.ext_ack.clone(),
+            Error::Netlink { source, .. } => source.ext_ack().map(str::to_string),
             Error::Delegate { details, .. } => details.clone(),
             _ => None,
         }
@@ -221,7 +222,11 @@ impl Error {
     /// Shorthand for a netlink failure during `op`.
     pub fn netlink(op: impl Into<String>) -> impl FnOnce(NetlinkError) -> Error {
         let op = op.into();
-        move |source| Error::Netlink { op, source }
+        move |source| match source {
+            // Not a netlink failure: the namespace was the problem, reported as such.
+            NetlinkError::Namespace(err) => Error::from(err),
+            source => Error::Netlink { op, source },
+        }
     }
 
     /// The error object printed on stdout.
@@ -232,6 +237,28 @@ impl Error {
             msg: self.to_string(),
             details: self.details(),
         }
+    }
+}
+
+/// A namespace that cannot be opened or entered is CNI_NETNS's problem (code 4); not being able to read
+/// the thread's own namespace is an I/O failure.
+impl From<NetnsError> for Error {
+    fn from(err: NetnsError) -> Error {
+        match err {
+            NetnsError::Current { path, source } => Error::Io {
+                what: format!("open {path}"),
+                source,
+            },
+            other => Error::env("CNI_NETNS", other.to_string()),
+        }
+    }
+}
+
+/// Setting up netlink (runtime, socket, entering the namespace to connect in), where no step names
+/// the request.
+impl From<NetlinkError> for Error {
+    fn from(err: NetlinkError) -> Error {
+        Error::netlink("connect to netlink")(err)
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! [`run`] is the whole plugin: the `roslan` binary only forwards its exit code.
 
+pub mod alias;
 pub mod arp;
 pub mod cli;
 pub mod cni;

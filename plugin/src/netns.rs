@@ -11,6 +11,7 @@
 //! two `setns` calls. The plugin is single-threaded (current-thread runtime), so nothing else can
 //! observe the main thread while it is inside the pod.
 
+use std::fmt;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -21,7 +22,40 @@ use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 use roslan_ipam_core::IpamError;
 use roslan_ipam_core::file::{Links, open_regular};
 
-use crate::error::Error;
+/// Why a namespace could not be opened or entered. Its own type, so that the netlink facade (which
+/// connects inside namespaces) needs nothing from the crate's error module; `crate::error` turns it into a
+/// CNI error (CNI_NETNS problems are code 4, failing to read the thread's own namespace an I/O error).
+#[derive(Debug)]
+pub enum NetnsError {
+    /// CNI_NETNS is not a network namespace (or cannot be opened); the text names the path and the fix.
+    Invalid(String),
+    /// `setns` into the namespace failed.
+    Enter {
+        /// The namespace's path.
+        path: String,
+        /// What the kernel said.
+        errno: nix::errno::Errno,
+    },
+    /// The calling thread's own namespace could not be opened.
+    Current {
+        /// The path tried.
+        path: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for NetnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetnsError::Invalid(text) => f.write_str(text),
+            NetnsError::Enter { path, errno } => write!(f, "cannot enter {path}: {errno}"),
+            NetnsError::Current { path, source } => write!(f, "open {path}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for NetnsError {}
 
 /// An open network namespace.
 #[derive(Debug)]
@@ -42,17 +76,16 @@ impl Netns {
     /// clear code-4 error before anything is created. A namespace file is a regular (empty) file on
     /// nsfs; anything else (a FIFO, a socket, a device) is refused before it is opened, and the open
     /// itself never blocks.
-    pub fn open(path: &str) -> Result<Netns, Error> {
+    pub fn open(path: &str) -> Result<Netns, NetnsError> {
         let file = open_regular(Path::new(path), Links::Follow).map_err(|err| {
             let why = match err {
                 IpamError::NotRegularFile { kind, .. } => format!("{path} is {kind}, not a network namespace"),
                 IpamError::Io { source, .. } => format!("cannot open {path}: {source}"),
                 other => other.to_string(),
             };
-            Error::env(
-                "CNI_NETNS",
-                format!("{why} (expected a path such as /run/netns/<name> or /proc/<pid>/ns/net)"),
-            )
+            NetnsError::Invalid(format!(
+                "{why} (expected a path such as /run/netns/<name> or /proc/<pid>/ns/net)"
+            ))
         })?;
         let is_nsfs = fstatfs(file.as_fd()).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC);
         // SAFETY: NS_GET_NSTYPE takes no argument and only reads the namespace type of the file
@@ -61,12 +94,9 @@ impl Netns {
             .then(|| unsafe { ns_get_nstype(file.as_raw_fd()) }.ok())
             .flatten();
         if kind != Some(CloneFlags::CLONE_NEWNET.bits()) {
-            return Err(Error::env(
-                "CNI_NETNS",
-                format!(
-                    "{path} is not a network namespace (expected a path such as /run/netns/<name> or /proc/<pid>/ns/net)"
-                ),
-            ));
+            return Err(NetnsError::Invalid(format!(
+                "{path} is not a network namespace (expected a path such as /run/netns/<name> or /proc/<pid>/ns/net)"
+            )));
         }
         Ok(Netns {
             file,
@@ -75,12 +105,9 @@ impl Netns {
     }
 
     /// The namespace the calling thread is in.
-    pub fn current() -> Result<Netns, Error> {
+    pub fn current() -> Result<Netns, NetnsError> {
         let path = "/proc/thread-self/ns/net";
-        let file = File::open(path).map_err(|source| Error::Io {
-            what: format!("open {path}"),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| NetnsError::Current { path, source })?;
         Ok(Netns {
             file,
             path: path.to_string(),
@@ -106,10 +133,12 @@ impl Netns {
     }
 
     /// Runs `work` with the calling thread inside this namespace, then switches back.
-    pub fn run<T>(&self, work: impl FnOnce() -> T) -> Result<T, Error> {
+    pub fn run<T>(&self, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
         let home = Netns::current()?;
-        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|errno| Error::env("CNI_NETNS", format!("cannot enter {}: {errno}", self.path)))?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| NetnsError::Enter {
+            path: self.path.clone(),
+            errno,
+        })?;
         let _back = SwitchBack(home);
         Ok(work())
     }

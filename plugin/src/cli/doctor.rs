@@ -32,7 +32,6 @@ use super::args::{self, Spec};
 use super::igmp::{self, Outcome, SOLICIT_GROUP};
 use super::mld;
 use crate::config::{IpamConf, MacvlanMode, MasterSpec, NetConf, NodeBlocksConf};
-use crate::error::Error;
 use crate::master;
 use crate::netlink::{Link, Netlink, Runtime};
 use crate::sysctl::{self, Key};
@@ -232,7 +231,7 @@ fn diagnose(options: &Options, config: Option<(&Path, &[u8])>) -> Vec<Finding> {
     let runtime = Runtime::new();
     let host = runtime
         .as_ref()
-        .map_err(Error::to_string)
+        .map_err(ToString::to_string)
         .and_then(|rt| rt.connect().map_err(|e| e.to_string()));
     match &host {
         Ok(host) => {
@@ -703,11 +702,7 @@ fn check_shim(host: &Netlink<'_>, master_link: &Link, out: &mut Vec<Finding>) {
     let name = &master_link.name;
     let links = host.links().unwrap_or_default();
     let on_master = |l: &&Link| l.macvlan_mode.is_some() && l.parent == Some(master_link.index);
-    let marked = |l: &&Link| {
-        l.alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with("roslan-shim") || a.starts_with("roslan-install"))
-    };
+    let marked = |l: &&Link| l.alias.as_deref().is_some_and(crate::alias::is_shim);
     let shim = links
         .iter()
         .filter(on_master)

@@ -28,7 +28,6 @@ use serde_json::{Value, json};
 
 use super::args::{self, Spec};
 use super::route::{self, LookupError, RouteAnswer};
-use crate::error::Error;
 use crate::netlink::{Link, Runtime};
 use crate::netns::Netns;
 use crate::sysctl::{self, Key};
@@ -90,10 +89,7 @@ impl Place {
                 "{text:?} is not a place: use node, a namespace path or a name under /run/netns"
             ));
         };
-        let netns = Netns::open(&path).map_err(|err| match err {
-            Error::Env { problem, .. } => problem,
-            other => other.to_string(),
-        })?;
+        let netns = Netns::open(&path).map_err(|err| err.to_string())?;
         Ok(Place {
             label: text.to_string(),
             netns: Some(netns),
@@ -172,10 +168,7 @@ pub(super) struct Facts {
 impl Facts {
     pub(super) fn gather(dev: Option<&str>) -> Facts {
         let links = Runtime::new()
-            .and_then(|rt| {
-                rt.connect()
-                    .and_then(|nl| nl.links().map_err(Error::netlink("list links")))
-            })
+            .and_then(|rt| rt.connect().and_then(|nl| nl.links()))
             .unwrap_or_default();
         let read = |ifname: &str| {
             sysctl::read(&Key::interface("ipv4", ifname, "rp_filter"))
@@ -190,7 +183,7 @@ impl Facts {
     pub(super) fn roslan_links(&self) -> Vec<&str> {
         self.links
             .iter()
-            .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with("roslan ")))
+            .filter(|l| crate::alias::is_roslan(l.alias.as_deref()))
             .map(|l| l.name.as_str())
             .collect()
     }

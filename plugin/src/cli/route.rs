@@ -78,7 +78,7 @@ fn other(text: impl Into<String>) -> LookupError {
 }
 
 fn from_netlink(err: NetlinkError) -> LookupError {
-    match err.errno {
+    match err.errno() {
         Some(errno) => LookupError {
             errno: Some(errno),
             text: String::new(),

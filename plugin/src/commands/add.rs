@@ -6,12 +6,14 @@
 //!    namespace, the master);
 //! 2. the macvlan is created directly in the pod under a temporary name derived from the attachment,
 //!    so a later DEL can find it even if this process dies before the rename; one visit inside the pod
-//!    refuses an existing CNI_IFNAME and opens the pod's netlink socket;
+//!    opens its netlink socket, and one dump of its links gives the new link and refuses an existing
+//!    CNI_IFNAME;
 //! 3. addresses are reserved (in-process, or by the delegate IPAM), then the per-interface sysctls are
 //!    set before the link is up (`arp_notify` announces the address when it comes up);
 //! 4. addresses are added (IPv6 without DAD unless `ipam.dad`), then one request renames the link,
-//!    labels it and brings it up. With `ipam.probe` the link comes up first, each IPv4 address is
-//!    ARP-probed on the LAN, and an address someone answers for is recorded as foreign and replaced;
+//!    labels it and brings it up, all sent together. With `ipam.probe` the link comes up first, each IPv4
+//!    address is checked for a conflict by ARP on the LAN, and an address someone answers for is recorded
+//!    as foreign and replaced;
 //! 5. routes go last because the kernel refuses routes through a down link; multicast routes never
 //!    carry a gateway, because with one the kernel sends multicast to the gateway's MAC and sibling
 //!    pods hear nothing.
@@ -26,7 +28,8 @@ use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 use roslan_ipam_core::PodRef;
 
-use super::{Attachment, resolve_master};
+use super::sysctls::ForAdd;
+use super::{Attachment, multicast_routes, resolve_master};
 use crate::cni::{CniArgs, CniResult, Interface, IpConfig, Request, Route};
 use crate::config::{IpamConf, MIN_MTU, NetConf, is_multicast_prefix};
 use crate::error::Error;
@@ -34,12 +37,11 @@ use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
 use crate::mac::Mac;
 use crate::netlink::{
-    LOCAL_TABLE, Link, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, MacvlanSpec, Netlink, NetlinkError, RouteSpec,
-    Runtime, SCOPE_LINK,
+    LOCAL_TABLE, Link, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, MacvlanSpec, Netlink, NetlinkError, Request as Nl,
+    RouteSpec, Runtime, SCOPE_LINK,
 };
 use crate::netns::Netns;
-use crate::sysctl::{self, Key};
-use crate::{arp, debug, fault, info, warn};
+use crate::{alias, arp, debug, fault, info, sysctl, warn};
 
 /// How long ADD waits for IPv6 duplicate address detection when `ipam.dad` asks for it.
 const DAD_WAIT: Duration = Duration::from_secs(5);
@@ -87,6 +89,17 @@ struct Undo<'a> {
     request: &'a Request,
     conf: &'a NetConf,
     attachment: &'a Attachment,
+}
+
+/// The attachment being made: what every step after the pod visit needs.
+struct Ctx<'a> {
+    /// The pod's netlink connection.
+    pod: &'a Netlink<'a>,
+    netns: &'a Netns,
+    request: &'a Request,
+    conf: &'a NetConf,
+    attachment: &'a Attachment,
+    plan: &'a Plan<'a>,
 }
 
 impl Undo<'_> {
@@ -161,7 +174,9 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     }
     watch.lap("checks");
     let runtime = Runtime::new()?;
-    let host = runtime.connect()?;
+    let host = runtime
+        .connect()
+        .map_err(Error::netlink("connect to netlink in the node namespace"))?;
     let master = resolve_master(&host, &conf.master)?;
     watch.lap("master");
     if let Some(mtu) = conf.mtu.filter(|mtu| *mtu > master.mtu) {
@@ -193,15 +208,15 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     create_link(&runtime, &host, &netns, &attachment, &spec, &master.name, mac_source)?;
     fault::point("add:created");
     watch.lap("create");
-    let (pod, free) = match runtime.connect_in_with(&netns, || ifname_is_free(request)) {
-        Ok(connected) => connected,
+    let pod = match runtime.connect_in(&netns) {
+        Ok(pod) => pod,
         Err(err) => {
             if let Ok(pod) = runtime.connect_in(&netns)
                 && let Ok(Some(link)) = pod.link_by_name(&attachment.temp_name)
             {
                 let _ = pod.delete_link(link.index);
             }
-            return Err(err);
+            return Err(Error::netlink(format!("connect to netlink in {}", netns.path()))(err));
         }
     };
     watch.lap("pod");
@@ -215,15 +230,21 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         conf,
         attachment: &attachment,
     };
-    let outcome = free.and_then(|()| {
-        let plan = Plan {
-            requested: &requested,
-            pod: pod_ref.as_ref(),
-            stable_mac: stable_mac.is_some(),
-            mac_source,
-        };
-        configure(&pod, &netns, request, conf, &attachment, &plan, &mut undo, &mut watch)
-    });
+    let plan = Plan {
+        requested: &requested,
+        pod: pod_ref.as_ref(),
+        stable_mac: stable_mac.is_some(),
+        mac_source,
+    };
+    let ctx = Ctx {
+        pod: &pod,
+        netns: &netns,
+        request,
+        conf,
+        attachment: &attachment,
+        plan: &plan,
+    };
+    let outcome = configure(&ctx, &mut undo, &mut watch);
     match outcome {
         Ok(result) => {
             let addresses: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
@@ -253,40 +274,6 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
     }
 }
 
-/// Inside the pod: CNI_IFNAME must not exist (a name clash changes nothing).
-fn ifname_is_free(request: &Request) -> Result<(), Error> {
-    if nix::net::if_::if_nametoindex(request.ifname.as_str()).is_ok() {
-        return Err(Error::InterfaceExists {
-            ifname: request.ifname.clone(),
-            netns: request.netns.clone(),
-        });
-    }
-    Ok(())
-}
-
-/// Inside the pod, before the link comes up: the interface's sysctls (its temporary name stands for
-/// IFNAME), roslan's own first: `arp_notify` and `ndisc_notify` make the kernel announce the addresses
-/// (gratuitous ARP, unsolicited neighbour advertisement) when the link comes up. Pod-wide values are
-/// recorded in `previous` before they change, so that a failed ADD leaves the pod as it found it.
-fn set_sysctls(
-    conf: &NetConf,
-    ifname: &str,
-    temp: &str,
-    has_v6: bool,
-    dad: bool,
-    previous: &mut sysctl::Previous,
-) -> Result<(), Error> {
-    sysctl::write(&Key::interface("ipv4", temp, "arp_notify"), "1")?;
-    if has_v6 {
-        sysctl::write(&Key::interface("ipv6", temp, "disable_ipv6"), "0")?;
-        sysctl::write(&Key::interface("ipv6", temp, "ndisc_notify"), "1")?;
-        if dad {
-            sysctl::write(&Key::interface("ipv6", temp, "accept_dad"), "1")?;
-        }
-    }
-    sysctl::apply(&conf.sysctls, ifname, temp, previous)
-}
-
 /// The multicast flags ADD will change, decided from one dump of the pod's links.
 struct FlagPlan {
     /// `multicast.loopback`: `lo`'s index, when its IFF_MULTICAST is still off.
@@ -309,25 +296,15 @@ fn plan_flags(links: &[Link], conf: &NetConf, ours: u32) -> FlagPlan {
             if conf.multicast.loopback && !link.multicast {
                 plan.lo = Some(link.index);
             }
-        } else if conf.multicast.exclusive && link.index != ours && link.multicast && !super::is_roslan_link(link) {
+        } else if conf.multicast.exclusive
+            && link.index != ours
+            && link.multicast
+            && !alias::is_roslan(link.alias.as_deref())
+        {
             plan.exclusive.push((link.name.clone(), link.index));
         }
     }
     plan
-}
-
-/// Carries out the [`FlagPlan`].
-fn set_multicast_flags(pod: &Netlink<'_>, plan: &FlagPlan, undo: &mut Undo<'_>) -> Result<(), Error> {
-    if let Some(lo) = plan.lo {
-        pod.set_multicast(lo, true)
-            .map_err(Error::netlink("set the multicast flag on lo"))?;
-    }
-    for (name, index) in &plan.exclusive {
-        pod.set_multicast(*index, false)
-            .map_err(Error::netlink(format!("clear the multicast flag of {name}")))?;
-        undo.cleared.push(*index);
-    }
-    Ok(())
 }
 
 /// Creates the macvlan in the pod under the attachment's temporary name. A link already holding that
@@ -341,11 +318,13 @@ fn create_link(
     master_name: &str,
     mac_source: Option<MacSource>,
 ) -> Result<(), Error> {
-    let create = || host.create_macvlan(spec, netns);
+    let create = || host.create_macvlan(spec, netns.raw_fd());
     match create() {
         Ok(()) => Ok(()),
         Err(err) if err.is(Errno::EEXIST) => {
-            let pod = runtime.connect_in(netns)?;
+            let pod = runtime
+                .connect_in(netns)
+                .map_err(Error::netlink(format!("connect to netlink in {}", netns.path())))?;
             let stale = pod
                 .link_by_name(&attachment.temp_name)
                 .map_err(Error::netlink("look up a stale temporary link"))?;
@@ -384,18 +363,9 @@ fn create_link(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn configure(
-    pod: &Netlink<'_>,
-    netns: &Netns,
-    request: &Request,
-    conf: &NetConf,
-    attachment: &Attachment,
-    plan: &Plan<'_>,
-    undo: &mut Undo<'_>,
-    watch: &mut Stopwatch,
-) -> Result<CniResult, Error> {
-    // One dump gives the new link and what the multicast flags need.
+fn configure(ctx: &Ctx<'_>, undo: &mut Undo<'_>, watch: &mut Stopwatch) -> Result<CniResult, Error> {
+    let (pod, request, conf, attachment) = (ctx.pod, ctx.request, ctx.conf, ctx.attachment);
+    // One dump gives the new link, whether CNI_IFNAME is taken, and what the multicast flags need.
     let links = pod.links().map_err(Error::netlink("list the pod's links"))?;
     let mut link = links
         .iter()
@@ -408,10 +378,16 @@ fn configure(
             ))
         })?;
     undo.link = Some(link.index);
+    if links.iter().any(|l| l.name == request.ifname) {
+        return Err(Error::InterfaceExists {
+            ifname: request.ifname.clone(),
+            netns: request.netns.clone(),
+        });
+    }
     let flags = plan_flags(&links, conf, link.index);
     watch.lap("read-link");
 
-    let assigned = ipam::add(request, conf, &attachment.owner, plan.requested, plan.pod)?;
+    let assigned = ipam::add(request, conf, &attachment.owner, ctx.plan.requested, ctx.plan.pod)?;
     undo.assigned = Some(assigned.clone());
     fault::point("add:reserved");
     watch.lap("ipam");
@@ -420,62 +396,50 @@ fn configure(
         IpamConf::Builtin(builtin) => Some(builtin),
         _ => None,
     };
-    let probe = builtin.and_then(|b| b.probe_timeout_ms).map(Duration::from_millis);
+    let conflict_timeout = builtin.and_then(|b| b.probe_timeout_ms).map(Duration::from_millis);
     let dad = builtin.is_some_and(|b| b.dad);
     let has_v6 = assigned.ips.iter().any(|ip| ip.address.is_ipv6());
-    netns.run(|| {
-        set_sysctls(
-            conf,
-            &request.ifname,
-            &attachment.temp_name,
-            has_v6,
-            dad,
-            &mut undo.sysctls,
-        )
-    })??;
+    let sysctls = ForAdd {
+        conf,
+        ifname: &request.ifname,
+        temp: &attachment.temp_name,
+        has_v6,
+        dad,
+    };
+    ctx.netns.run(|| sysctls.apply(&mut undo.sysctls))??;
     fault::point("add:sysctls");
     let cleared: Vec<String> = flags.exclusive.iter().map(|(name, _)| name.clone()).collect();
     let alias = attachment.alias(conf.multicast.exclusive.then_some(cleared.as_slice()));
     watch.lap("sysctl");
 
+    // Without a conflict check the addresses go on before the link comes up (arp_notify then announces
+    // them); with one, the link must be up to send ARP and must not yet hold the address it asks about.
     let mut ips = assigned.ips.clone();
-    if let Some(timeout) = probe {
-        // The link must be up to probe, and must not hold the address it is probing.
-        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, plan)? {
-            link.mac = Some(mac);
-        }
-        fault::point("add:up");
-        set_multicast_flags(pod, &flags, undo)?;
-        fault::point("add:flags");
-        ips = probe_and_replace(netns, conf, attachment, &link, ips, timeout, undo)?;
-        add_addresses(pod, request, &link, &ips, dad)?;
+    let before_up: &[IpConfig] = if conflict_timeout.is_none() { &ips } else { &[] };
+    if let Some(mac) = bring_up(ctx, &link, before_up, &alias, &flags, dad, undo)? {
+        link.mac = Some(mac);
+    }
+    if let Some(timeout) = conflict_timeout {
+        ips = replace_arp_conflicts(ctx, &link, ips, timeout, undo)?;
+        add_addresses(ctx, &link, &ips, dad)?;
         let v4: Vec<IpAddr> = ips.iter().map(|ip| ip.address.ip()).filter(IpAddr::is_ipv4).collect();
         if let (Some(mac), false) = (link.mac, v4.is_empty()) {
             // arp_notify announced nothing: the link came up before it had an address.
-            netns
+            ctx.netns
                 .run(|| arp::announce(link.index, mac, &v4))?
                 .map_err(|source| Error::Io {
                     what: "send gratuitous ARP".into(),
                     source,
                 })?;
         }
-    } else {
-        add_addresses(pod, request, &link, &ips, dad)?;
-        fault::point("add:addressed");
-        if let Some(mac) = rename_and_up(pod, request, attachment, &link, &alias, plan)? {
-            link.mac = Some(mac);
-        }
-        fault::point("add:up");
-        set_multicast_flags(pod, &flags, undo)?;
-        fault::point("add:flags");
     }
     watch.lap("addr+up");
     if dad && has_v6 {
-        wait_for_dad(pod, request, conf, attachment, &link, &mut ips, undo)?;
+        wait_for_dad(ctx, &link, &mut ips, undo)?;
         watch.lap("dad");
     }
 
-    let routes = add_routes(pod, request, conf, &link, &ips, &assigned.routes)?;
+    let routes = add_routes(ctx, &link, &ips, &assigned.routes)?;
     fault::point("add:routed");
     watch.lap("routes");
 
@@ -500,52 +464,104 @@ fn configure(
     Ok(result)
 }
 
-fn add_addresses(pod: &Netlink<'_>, request: &Request, link: &Link, ips: &[IpConfig], dad: bool) -> Result<(), Error> {
-    for ip in ips {
-        pod.add_address(link.index, ip.address, !dad)
-            .map_err(Error::netlink(format!(
-                "add address {} to {}",
-                ip.address, request.ifname
-            )))?;
+fn address_error(request: &Request, address: IpNetwork) -> impl FnOnce(NetlinkError) -> Error {
+    Error::netlink(format!("add address {address} to {}", request.ifname))
+}
+
+fn add_addresses(ctx: &Ctx<'_>, link: &Link, ips: &[IpConfig], dad: bool) -> Result<(), Error> {
+    let requests = ips
+        .iter()
+        .map(|ip| Nl::add_address(link.index, ip.address, !dad))
+        .collect();
+    for (ip, added) in ips.iter().zip(ctx.pod.acked(requests)) {
+        added.map_err(address_error(ctx.request, ip.address))?;
     }
     Ok(())
 }
 
-/// Renames the link to CNI_IFNAME, labels it and brings it up. macvlan refuses to come up with a MAC
-/// another macvlan on the master already has (EADDRINUSE): with a stable MAC that means the pod's previous
+/// Adds `addresses`, renames the link to CNI_IFNAME, labels it and brings it up, and sets `lo`'s
+/// multicast flag: sent together, answered in order (a failure anywhere is undone by the caller, which
+/// deletes the link). The exclusive flags are cleared only once the alias that records them is on the
+/// link, so that a DEL after a kill at any point restores them. Returns the MAC the link ended up with
+/// when it had to change.
+fn bring_up(
+    ctx: &Ctx<'_>,
+    link: &Link,
+    addresses: &[IpConfig],
+    alias: &str,
+    flags: &FlagPlan,
+    dad: bool,
+    undo: &mut Undo<'_>,
+) -> Result<Option<Mac>, Error> {
+    let mut requests: Vec<Nl> = addresses
+        .iter()
+        .map(|ip| Nl::add_address(link.index, ip.address, !dad))
+        .collect();
+    requests.push(Nl::rename_and_up(link.index, &ctx.request.ifname, alias));
+    requests.extend(flags.lo.map(|lo| Nl::set_multicast(lo, true)));
+    let mut answers = ctx.pod.acked(requests).into_iter();
+    for (ip, added) in addresses.iter().zip(answers.by_ref()) {
+        added.map_err(address_error(ctx.request, ip.address))?;
+    }
+    if !addresses.is_empty() {
+        fault::point("add:addressed");
+    }
+    let renamed = answers
+        .next()
+        .unwrap_or_else(|| Err(NetlinkError::Protocol("no answer".into())));
+    let mac = up_answered(ctx, link, alias, renamed, ctx.plan.stable_mac)?;
+    fault::point("add:up");
+    if flags.lo.is_some() {
+        answers
+            .next()
+            .unwrap_or_else(|| Err(NetlinkError::Protocol("no answer".into())))
+            .map_err(Error::netlink("set the multicast flag on lo"))?;
+    }
+    let requests = flags
+        .exclusive
+        .iter()
+        .map(|(_, index)| Nl::set_multicast(*index, false))
+        .collect();
+    for ((name, index), cleared) in flags.exclusive.iter().zip(ctx.pod.acked(requests)) {
+        cleared.map_err(Error::netlink(format!("clear the multicast flag of {name}")))?;
+        undo.cleared.push(*index);
+    }
+    fault::point("add:flags");
+    Ok(mac)
+}
+
+/// The outcome of renaming the link and bringing it up. macvlan refuses to come up with a MAC another
+/// macvlan on the master already has (EADDRINUSE): with a stable MAC that means the pod's previous
 /// incarnation is still being torn down, and a MAC derived from the sandbox ID is used instead of failing.
-/// Returns the MAC the link ended up with when it had to change.
-fn rename_and_up(
-    pod: &Netlink<'_>,
-    request: &Request,
-    attachment: &Attachment,
+fn up_answered(
+    ctx: &Ctx<'_>,
     link: &Link,
     alias: &str,
-    plan: &Plan<'_>,
+    answer: Result<(), NetlinkError>,
+    stable_mac: bool,
 ) -> Result<Option<Mac>, Error> {
-    match pod.rename_and_up(link.index, &request.ifname, alias) {
+    let (request, attachment) = (ctx.request, ctx.attachment);
+    match answer {
         Ok(()) => Ok(None),
-        Err(err) if err.is(Errno::EADDRINUSE) && plan.stable_mac => {
+        Err(err) if err.is(Errno::EADDRINUSE) && stable_mac => {
             let fallback = Mac::stable(&attachment.owner.container_id, &request.ifname, "fallback");
             warn!(
                 "the stable MAC {} is still in use on the master; using {fallback} for this sandbox",
                 link.mac.map(|m| m.to_string()).unwrap_or_default()
             );
-            pod.set_address(link.index, fallback)
+            ctx.pod
+                .set_address(link.index, fallback)
                 .map_err(Error::netlink("change the MAC"))?;
-            let fixed = Plan {
-                stable_mac: false,
-                ..*plan
-            };
-            rename_and_up(pod, request, attachment, link, alias, &fixed)?;
+            let again = ctx.pod.rename_and_up(link.index, &request.ifname, alias);
+            up_answered(ctx, link, alias, again, false)?;
             Ok(Some(fallback))
         }
-        Err(err) if err.is(Errno::EADDRINUSE) && plan.mac_source.is_some() => {
+        Err(err) if err.is(Errno::EADDRINUSE) && ctx.plan.mac_source.is_some() => {
             let message = format!(
                 "MAC {} is already used by another macvlan on the master; choose another",
                 link.mac.map(|m| m.to_string()).unwrap_or_default()
             );
-            Err(plan.mac_source.unwrap_or(MacSource::Config("mac")).refused(message))
+            Err(ctx.plan.mac_source.unwrap_or(MacSource::Config("mac")).refused(message))
         }
         Err(err) if err.is(Errno::EEXIST) => Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
@@ -558,65 +574,93 @@ fn rename_and_up(
     }
 }
 
-/// ARP-probes every IPv4 address (RFC 5227: sender address 0.0.0.0); an address another host answers
-/// for is recorded as foreign in the store and replaced by the next free one, which is probed in turn.
-fn probe_and_replace(
-    netns: &Netns,
-    conf: &NetConf,
-    attachment: &Attachment,
+/// How a conflict was found, for the messages.
+#[derive(Clone, Copy)]
+enum ConflictCheck {
+    /// ARP (RFC 5227), `ipam.probe`.
+    Arp,
+    /// IPv6 duplicate address detection, `ipam.dad`.
+    Dad,
+}
+
+/// The one replacement loop step both checks share: `ips[slot]` is held by someone else on the LAN
+/// (`holder`), so it is recorded as foreign in the store and replaced by the next free address, giving
+/// up after [`MAX_CONFLICTS`] in a row.
+fn replace_conflict(
+    ctx: &Ctx<'_>,
+    check: ConflictCheck,
+    ips: &mut [IpConfig],
+    slot: usize,
+    holder: &str,
+    conflicts: &mut usize,
+    undo: &mut Undo<'_>,
+) -> Result<(), Error> {
+    let address = ips[slot].address.ip();
+    let IpamConf::Builtin(builtin) = &ctx.conf.ipam else {
+        return Err(Error::TryAgain(format!(
+            "{address} is in use on the LAN, and only roslan's own IPAM can replace it"
+        )));
+    };
+    *conflicts += 1;
+    match check {
+        ConflictCheck::Arp => {
+            warn!("{address} is in use on the LAN by {holder}; recording it as foreign and taking another address")
+        }
+        ConflictCheck::Dad => warn!(
+            "{address} failed duplicate address detection on the LAN; recording it as foreign and taking another address"
+        ),
+    }
+    if *conflicts > MAX_CONFLICTS {
+        return Err(Error::TryAgain(match check {
+            ConflictCheck::Arp => format!(
+                "{conflicts} addresses in a row answered ARP probes; the range overlaps hosts roslan does not manage"
+            ),
+            ConflictCheck::Dad => format!(
+                "{conflicts} IPv6 addresses in a row failed duplicate address detection; the range overlaps hosts roslan does not manage"
+            ),
+        }));
+    }
+    ips[slot] = ipam::builtin::replace(&ctx.conf.name, builtin, &ctx.attachment.owner, address, holder)?;
+    if let Some(assigned) = undo.assigned.as_mut() {
+        assigned.ips = ips.to_vec();
+    }
+    Ok(())
+}
+
+/// Asks the LAN by ARP about every IPv4 address before it is used (RFC 5227: sender address 0.0.0.0);
+/// an address another host answers for is replaced, and the replacement asked about in turn.
+fn replace_arp_conflicts(
+    ctx: &Ctx<'_>,
     link: &Link,
     mut ips: Vec<IpConfig>,
     timeout: Duration,
     undo: &mut Undo<'_>,
 ) -> Result<Vec<IpConfig>, Error> {
-    let (IpamConf::Builtin(builtin), Some(mac)) = (&conf.ipam, link.mac) else {
+    let (IpamConf::Builtin(_), Some(mac)) = (&ctx.conf.ipam, link.mac) else {
         return Ok(ips);
     };
     for slot in 0..ips.len() {
         let mut conflicts = 0;
         while let IpAddr::V4(candidate) = ips[slot].address.ip() {
-            let answer = netns
-                .run(|| arp::probe(link.index, mac, candidate, timeout))?
+            let answer = ctx
+                .netns
+                .run(|| arp::address_in_use(link.index, mac, candidate, timeout))?
                 .map_err(|source| Error::Io {
                     what: format!("ARP-probe {candidate}"),
                     source,
                 })?;
             let Some(holder) = answer else { break };
-            conflicts += 1;
-            warn!("{candidate} is in use on the LAN by {holder}; recording it as foreign and taking another address");
-            if conflicts > MAX_CONFLICTS {
-                return Err(Error::TryAgain(format!(
-                    "{conflicts} addresses in a row answered ARP probes; the range overlaps hosts roslan does not manage"
-                )));
-            }
-            let replacement = ipam::builtin::replace(
-                &conf.name,
-                builtin,
-                &attachment.owner,
-                ips[slot].address.ip(),
-                &holder.to_string(),
-            )?;
-            ips[slot] = replacement;
-            if let Some(assigned) = undo.assigned.as_mut() {
-                assigned.ips.clone_from(&ips);
-            }
+            let holder = holder.to_string();
+            replace_conflict(ctx, ConflictCheck::Arp, &mut ips, slot, &holder, &mut conflicts, undo)?;
         }
     }
     Ok(ips)
 }
 
 /// With `ipam.dad`, waits until the kernel's duplicate address detection has finished for every IPv6
-/// address. An address another host defends is recorded as foreign and replaced, as with the ARP probe.
-#[allow(clippy::too_many_arguments)]
-fn wait_for_dad(
-    pod: &Netlink<'_>,
-    request: &Request,
-    conf: &NetConf,
-    attachment: &Attachment,
-    link: &Link,
-    ips: &mut [IpConfig],
-    undo: &mut Undo<'_>,
-) -> Result<(), Error> {
+/// address. An address another host defends is replaced, as with the ARP check.
+fn wait_for_dad(ctx: &Ctx<'_>, link: &Link, ips: &mut [IpConfig], undo: &mut Undo<'_>) -> Result<(), Error> {
+    let pod = ctx.pod;
     let mut deadline = std::time::Instant::now() + DAD_WAIT;
     let mut conflicts = 0;
     loop {
@@ -635,34 +679,18 @@ fn wait_for_dad(
                 pending |= address.tentative;
                 continue;
             }
-            let IpamConf::Builtin(builtin) = &conf.ipam else {
+            let IpamConf::Builtin(_) = &ctx.conf.ipam else {
                 return Err(Error::Ipam(roslan_ipam_core::IpamError::RequestedUnavailable {
                     ip: net.ip(),
                     set: "(IPv6 duplicate address detection)".into(),
                     holder: "a host on the LAN that roslan does not manage".into(),
                 }));
             };
-            conflicts += 1;
-            if conflicts > MAX_CONFLICTS {
-                return Err(Error::TryAgain(format!(
-                    "{conflicts} IPv6 addresses in a row failed duplicate address detection; the range overlaps hosts roslan does not manage"
-                )));
-            }
-            warn!(
-                "{} failed duplicate address detection on the LAN; recording it as foreign and taking another address",
-                net.ip()
-            );
             let _ = pod.delete_address(link.index, net);
-            let replacement = ipam::builtin::replace(&conf.name, builtin, &attachment.owner, net.ip(), "ipv6-dad")?;
-            pod.add_address(link.index, replacement.address, false)
-                .map_err(Error::netlink(format!(
-                    "add address {} to {}",
-                    replacement.address, request.ifname
-                )))?;
-            ips[slot] = replacement;
-            if let Some(assigned) = undo.assigned.as_mut() {
-                assigned.ips = ips.to_vec();
-            }
+            replace_conflict(ctx, ConflictCheck::Dad, ips, slot, "ipv6-dad", &mut conflicts, undo)?;
+            let replacement = ips[slot].address;
+            pod.add_address(link.index, replacement, false)
+                .map_err(address_error(ctx.request, replacement))?;
             deadline = std::time::Instant::now() + DAD_WAIT;
             pending = true;
         }
@@ -672,7 +700,7 @@ fn wait_for_dad(
         if std::time::Instant::now() > deadline {
             return Err(Error::TryAgain(format!(
                 "IPv6 duplicate address detection on {} did not finish within {}s",
-                request.ifname,
+                ctx.request.ifname,
                 DAD_WAIT.as_secs()
             )));
         }
@@ -680,57 +708,59 @@ fn wait_for_dad(
     }
 }
 
-/// IPAM routes (with the range's gateway when they name none), then the multicast routes, never with a
-/// gateway: those of `multicast.routes` and any multicast destination the IPAM listed, which is why the
-/// two are merged (an IPv6 one must go to the local table, not to the main table where the IPAM's
-/// would land).
-fn add_routes(
-    pod: &Netlink<'_>,
-    request: &Request,
-    conf: &NetConf,
-    link: &Link,
-    ips: &[IpConfig],
-    ipam_routes: &[Route],
-) -> Result<Vec<Route>, Error> {
-    let mut routes = Vec::new();
+/// IPAM routes (with the range's gateway when they name none), then the multicast routes
+/// ([`multicast_routes`]), never with a gateway. They are independent of each other and sent together;
+/// a destination another interface already routes is then added again as a standby.
+fn add_routes(ctx: &Ctx<'_>, link: &Link, ips: &[IpConfig], ipam_routes: &[Route]) -> Result<Vec<Route>, Error> {
+    let ifname = &ctx.request.ifname;
     let gateway_for = |v4: bool| {
         ips.iter()
             .find(|ip| ip.address.is_ipv4() == v4)
             .and_then(|ip| ip.gateway)
     };
-    let mut multicast: Vec<IpNetwork> = Vec::new();
-    for route in ipam_routes {
-        if is_multicast_prefix(&route.dst) {
-            multicast.push(route.dst);
-            continue;
-        }
-        let gateway = route.gw.or_else(|| gateway_for(route.dst.is_ipv4()));
-        let spec = RouteSpec {
+    let has_v6 = ips.iter().any(|ip| ip.address.is_ipv6());
+    let unicast: Vec<RouteSpec> = ipam_routes
+        .iter()
+        .filter(|route| !is_multicast_prefix(&route.dst))
+        .map(|route| RouteSpec {
             dst: route.dst,
-            gateway,
+            gateway: route.gw.or_else(|| gateway_for(route.dst.is_ipv4())),
             oif: link.index,
-        };
-        pod.add_route(&spec, false).map_err(Error::netlink(format!(
-            "add route {} via {}",
-            route.dst, request.ifname
-        )))?;
-        let mut reported = Route::new(route.dst, gateway);
-        reported.scope = gateway.is_none().then_some(SCOPE_LINK);
+        })
+        .collect();
+    let multicast = multicast_routes(ctx.conf, ipam_routes.iter().map(|r| &r.dst), has_v6);
+    let mut requests: Vec<Nl> = unicast.iter().map(Nl::add_route).collect();
+    requests.extend(multicast.iter().map(|dst| {
+        if dst.is_ipv6() {
+            Nl::add_multicast6_route(*dst, link.index, MULTICAST6_METRIC)
+        } else {
+            Nl::add_route(&RouteSpec {
+                dst: *dst,
+                gateway: None,
+                oif: link.index,
+            })
+        }
+    }));
+    let mut answers = ctx.pod.acked(requests).into_iter();
+    let mut routes = Vec::new();
+    for (spec, added) in unicast.iter().zip(answers.by_ref()) {
+        added.map_err(Error::netlink(format!("add route {} via {ifname}", spec.dst)))?;
+        let mut reported = Route::new(spec.dst, spec.gateway);
+        reported.scope = spec.gateway.is_none().then_some(SCOPE_LINK);
         routes.push(reported);
     }
-    multicast.extend(conf.multicast.routes.iter().copied());
-    let has_v6 = ips.iter().any(|ip| ip.address.is_ipv6());
-    for dst in multicast {
-        if routes.iter().any(|r| r.dst == dst) {
-            continue;
-        }
+    for (dst, added) in multicast.into_iter().zip(answers) {
         let mut reported = Route::new(dst, None);
         if dst.is_ipv6() {
-            // Only an interface with an IPv6 address of its own should carry the pod's IPv6 multicast.
-            if !has_v6 {
-                continue;
-            }
-            let metric = add_multicast6_route(pod, dst, link, &request.ifname)?;
+            let metric = match added {
+                Ok(()) => MULTICAST6_METRIC,
+                Err(err) if err.is(Errno::EEXIST) => standby_multicast6_route(ctx.pod, dst, link, ifname)?,
+                Err(err) => {
+                    return Err(Error::netlink(format!("add IPv6 multicast route {dst} dev {ifname}"))(
+                        err,
+                    ));
+                }
+            };
             reported.table = Some(LOCAL_TABLE);
             reported.priority = Some(metric);
         } else {
@@ -739,15 +769,14 @@ fn add_routes(
                 gateway: None,
                 oif: link.index,
             };
-            let appended = pod.add_route(&spec, true).map_err(Error::netlink(format!(
-                "add multicast route {dst} dev {}",
-                request.ifname
-            )))?;
+            let appended = match added {
+                Ok(()) => Ok(false),
+                Err(err) if err.is(Errno::EEXIST) => ctx.pod.add_route(&spec, true).map(|_| true),
+                Err(err) => Err(err),
+            }
+            .map_err(Error::netlink(format!("add multicast route {dst} dev {ifname}")))?;
             if appended {
-                warn!(
-                    "another interface in the pod already routes {dst}; {}'s route is a standby behind it",
-                    request.ifname
-                );
+                warn!("another interface in the pod already routes {dst}; {ifname}'s route is a standby behind it");
             }
             reported.scope = Some(SCOPE_LINK);
         }
@@ -756,18 +785,16 @@ fn add_routes(
     Ok(routes)
 }
 
-/// The IPv6 multicast route, at the first free metric from [`MULTICAST6_METRIC`]: another roslan
-/// interface in the pod may hold the first (a pod on two LANs), and this one then waits behind it as a
-/// standby, as IPv4's appended route does. Equal metrics would make the kernel rotate between them.
-fn add_multicast6_route(pod: &Netlink<'_>, dst: IpNetwork, link: &Link, ifname: &str) -> Result<u32, Error> {
-    for metric in MULTICAST6_METRIC..=MULTICAST6_LAST_METRIC {
+/// The IPv6 multicast route when [`MULTICAST6_METRIC`] is taken: the first free metric after it. Another
+/// roslan interface in the pod holds the first (a pod on two LANs), and this one then waits behind it as
+/// a standby, as IPv4's appended route does. Equal metrics would make the kernel rotate between them.
+fn standby_multicast6_route(pod: &Netlink<'_>, dst: IpNetwork, link: &Link, ifname: &str) -> Result<u32, Error> {
+    for metric in MULTICAST6_METRIC + 1..=MULTICAST6_LAST_METRIC {
         match pod.add_multicast6_route(dst, link.index, metric) {
             Ok(()) => {
-                if metric > MULTICAST6_METRIC {
-                    warn!(
-                        "another interface in the pod already routes {dst}; {ifname}'s route is a standby (metric {metric})"
-                    );
-                }
+                warn!(
+                    "another interface in the pod already routes {dst}; {ifname}'s route is a standby (metric {metric})"
+                );
                 return Ok(metric);
             }
             Err(err) if err.is(Errno::EEXIST) => continue,

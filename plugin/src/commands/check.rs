@@ -6,16 +6,14 @@
 
 use std::net::IpAddr;
 
-use ipnetwork::IpNetwork;
-
-use super::{Attachment, cleared_by};
+use super::sysctls::differences;
+use super::{Attachment, multicast_routes};
 use crate::cni::{CniArgs, Request};
 use crate::config::{NetConf, is_multicast_prefix};
 use crate::error::Error;
-use crate::ipam;
 use crate::netlink::{LOCAL_TABLE, MAIN_TABLE, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, RouteEntry, Runtime};
 use crate::netns::Netns;
-use crate::sysctl;
+use crate::{alias, ipam};
 
 /// Runs CHECK.
 pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
@@ -47,7 +45,9 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
 
     let netns = Netns::open(&request.netns)?;
     let runtime = Runtime::new()?;
-    let pod = runtime.connect_in(&netns)?;
+    let pod = runtime
+        .connect_in(&netns)
+        .map_err(Error::netlink(format!("connect to netlink in {}", netns.path())))?;
     let Some(link) = pod
         .link_by_name(&request.ifname)
         .map_err(Error::netlink("look up the interface"))?
@@ -103,13 +103,7 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
         }
     }
     let has_v6 = ours.iter().any(|ip| ip.address.is_ipv6());
-    let mut multicast: Vec<&IpNetwork> = conf.multicast.routes.iter().filter(|d| d.is_ipv4() || has_v6).collect();
-    for dst in prev.routes.iter().map(|r| &r.dst).filter(|d| is_multicast_prefix(d)) {
-        if !multicast.contains(&dst) {
-            multicast.push(dst);
-        }
-    }
-    for dst in multicast {
+    for dst in &multicast_routes(conf, prev.routes.iter().map(|r| &r.dst), has_v6) {
         let table = if dst.is_ipv4() { MAIN_TABLE } else { LOCAL_TABLE };
         // The kernel keeps its own `multicast ff00::/8` route per IPv6 interface (metric 256), which
         // loses to other interfaces' routes; only roslan's metrics make unpinned multicast use ours.
@@ -136,7 +130,7 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
     if conf.multicast.loopback && links.iter().any(|l| l.loopback && !l.multicast) {
         wrong.push("lo has no IFF_MULTICAST; DDS limited to localhost cannot discover".into());
     }
-    for name in cleared_by(&link) {
+    for name in alias::cleared(link.alias.as_deref()) {
         if links.iter().any(|l| l.name == name && l.multicast) {
             wrong.push(format!(
                 "{name} has IFF_MULTICAST again; a DDS that picks one interface may pick it instead of {}",
@@ -144,7 +138,7 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
             ));
         }
     }
-    wrong.extend(netns.run(|| sysctl::differences(&conf.sysctls, &request.ifname))?);
+    wrong.extend(netns.run(|| differences(&conf.sysctls, &request.ifname))?);
 
     let expected: Vec<IpAddr> = ours.iter().map(|ip| ip.address.ip()).collect();
     wrong.extend(ipam::check(request, conf, &attachment.owner, &expected)?);

@@ -11,14 +11,14 @@
 
 use nix::errno::Errno;
 
-use super::{Attachment, cleared_by, is_exclusive, with_cleared};
+use super::Attachment;
 use crate::cni::Request;
 use crate::config::NetConf;
 use crate::error::Error;
-use crate::ipam;
 use crate::log::Stopwatch;
 use crate::netlink::{Link, Netlink, Runtime};
 use crate::netns::{self, Netns};
+use crate::{alias, ipam};
 use crate::{debug, fault, info, warn};
 
 /// Runs DEL.
@@ -39,19 +39,20 @@ pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {
 /// then the list passes to that link's alias and its DEL restores them, so a pod on two LANs keeps
 /// eth0 out of DDS' way until the last one leaves. Best-effort: an interface that is gone needs nothing.
 fn release_multicast_flags(pod: &Netlink<'_>, link: &Link) {
-    let names = cleared_by(link);
+    let names = alias::cleared(link.alias.as_deref());
     if names.is_empty() {
         return;
     }
-    let heir = pod
-        .links()
-        .ok()
-        .and_then(|links| links.into_iter().find(|l| l.index != link.index && is_exclusive(l)));
+    let heir = pod.links().ok().and_then(|links| {
+        links
+            .into_iter()
+            .find(|l| l.index != link.index && alias::is_exclusive(l.alias.as_deref()))
+    });
     if let Some(heir) = heir {
-        let mut list = cleared_by(&heir);
+        let mut list = alias::cleared(heir.alias.as_deref());
         list.extend(names.iter().filter(|n| !list.contains(n)).cloned().collect::<Vec<_>>());
-        let alias = with_cleared(heir.alias.as_deref().unwrap_or_default(), &list);
-        match pod.set_alias(heir.index, &alias) {
+        let handed = alias::with_cleared(heir.alias.as_deref().unwrap_or_default(), &list);
+        match pod.set_alias(heir.index, &handed) {
             Ok(()) => {
                 info!(
                     "{} stays without multicast: {} still wants exclusivity",
@@ -93,14 +94,15 @@ fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatc
         }
     };
     let runtime = Runtime::new()?;
-    let pod = runtime.connect_in(&netns)?;
+    let pod = runtime
+        .connect_in(&netns)
+        .map_err(Error::netlink(format!("connect to netlink in {}", netns.path())))?;
     watch.lap("pod");
     fault::point("del:pod-visited");
-    for name in [request.ifname.as_str(), attachment.temp_name.as_str()] {
-        let Some(link) = pod
-            .link_by_name(name)
-            .map_err(Error::netlink(format!("look up {name}")))?
-        else {
+    // Both names in one pipeline: the link is under one of them (the temporary one after a killed ADD).
+    let names = [request.ifname.as_str(), attachment.temp_name.as_str()];
+    for (name, found) in names.into_iter().zip(pod.links_by_name(&names)) {
+        let Some(link) = found.map_err(Error::netlink(format!("look up {name}")))? else {
             continue;
         };
         if !attachment.owns(&link) {

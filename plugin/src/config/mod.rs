@@ -24,31 +24,8 @@ pub use fields::{Obj, Problems, closest};
 pub use ipam::{BuiltinIpam, IpamConf, NodeBlocksConf};
 pub use ros::{MulticastConf, Sysctl};
 
-/// The macvlan mode; bridge is the only one that lets sibling pods hear each other's multicast.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MacvlanMode {
-    /// Siblings on one master talk directly (multicast included).
-    #[default]
-    Bridge,
-    /// Siblings isolated from each other.
-    Private,
-    /// Everything goes to the switch (needs hairpin for siblings).
-    Vepa,
-    /// One child takes over the master.
-    Passthru,
-}
-
-impl MacvlanMode {
-    /// The configuration spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MacvlanMode::Bridge => "bridge",
-            MacvlanMode::Private => "private",
-            MacvlanMode::Vepa => "vepa",
-            MacvlanMode::Passthru => "passthru",
-        }
-    }
-}
+/// The macvlan mode, defined by the netlink facade that creates and reads links (`mode` parses into it).
+pub use crate::netlink::MacvlanMode;
 
 /// How to find the master interface on the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
