@@ -8,9 +8,7 @@ use std::fmt;
 use std::io;
 
 use roslan_ipam_core::IpamError;
-use serde::Serialize;
 
-use crate::cni::Version;
 use crate::netlink::NetlinkError;
 use crate::netns::NetnsError;
 
@@ -190,13 +188,11 @@ impl Error {
         }
     }
 
-    /// Longer context for the `details` field, when there is any.
+    /// Longer context for the `details` field, when there is any. A version error's details, the
+    /// versions roslan speaks, are the protocol's to say: [`crate::cni::reply`] adds them.
     pub fn details(&self) -> Option<String> {
         match self {
-            Error::IncompatibleVersion { .. } => Some(format!(
-                "supported versions: {}",
-                crate::cni::version::supported_strings().join(", ")
-            )),
+            Error::IncompatibleVersion { .. } => None,
             Error::Netlink { source, .. } => source.ext_ack().map(str::to_string),
             Error::Delegate { details, .. } => details.clone(),
             _ => None,
@@ -226,16 +222,6 @@ impl Error {
             // Not a netlink failure: the namespace was the problem, reported as such.
             NetlinkError::Namespace(err) => Error::from(err),
             source => Error::Netlink { op, source },
-        }
-    }
-
-    /// The error object printed on stdout.
-    pub fn reply(&self, version: Option<Version>) -> ErrorReply {
-        ErrorReply {
-            cni_version: version.unwrap_or_else(Version::latest).as_str().to_string(),
-            code: self.code(),
-            msg: self.to_string(),
-            details: self.details(),
         }
     }
 }
@@ -292,19 +278,4 @@ fn ipam_code(err: &IpamError) -> u32 {
         | IpamError::BadNetworkName(_)
         | IpamError::Symlink(_) => 7,
     }
-}
-
-/// The CNI error object: `{"cniVersion", "code", "msg", "details"}`.
-#[derive(Debug, Serialize)]
-pub struct ErrorReply {
-    /// The request's version (the newest supported one if it had none usable).
-    #[serde(rename = "cniVersion")]
-    pub cni_version: String,
-    /// The CNI code.
-    pub code: u32,
-    /// The message, naming the fix.
-    pub msg: String,
-    /// Extra context.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<String>,
 }

@@ -34,7 +34,7 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 
-use cni::{Command, Request, Version};
+use cni::{Command, ErrorReply, Request, Version};
 use config::NetConf;
 use error::{ConfigProblem, Error};
 
@@ -93,7 +93,7 @@ pub fn run_as(role: Role, env: impl Fn(&str) -> Option<OsString>, stdin: impl Re
 
 fn fail(stdout: &mut impl Write, err: &Error, version: Option<Version>) -> i32 {
     error!("{err}");
-    let reply = serde_json::to_string(&err.reply(version)).unwrap_or_else(|_| String::from("{\"code\":100}"));
+    let reply = serde_json::to_string(&ErrorReply::of(err, version)).unwrap_or_else(|_| String::from("{\"code\":100}"));
     let _ = writeln!(stdout, "{reply}");
     1
 }

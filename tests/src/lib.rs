@@ -6,6 +6,8 @@
 //! The integration tests in `tests/` and the `cni-conformance` runner are built on this; neither
 //! links the plugin's code, they only run its binary.
 
+pub use roslan_root_test::root_test;
+
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;

@@ -2,13 +2,10 @@
 
 use std::collections::HashSet;
 
+use roslan_tests::root_test;
 use roslan_tests::{Call, Lan};
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn fifty_concurrent_adds_get_distinct_addresses() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use roslan_tests::plugin::{Reference, roslan_bin, workspace_bin};
+use roslan_tests::root_test;
 use serde_json::Value;
 
 fn config(name: &str) -> PathBuf {
@@ -52,11 +53,7 @@ fn with_outcome(checks: &[(String, String, String)], outcome: &str) -> BTreeSet<
         .collect()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn roslan_passes_every_check() {
     let (status, checks) = score(roslan_bin(), config("roslan.json"));
     let failed: Vec<_> = checks.iter().filter(|(_, o, _)| o == "fail").collect();
@@ -78,11 +75,7 @@ fn roslan_passes_every_check() {
     assert!(with_outcome(&checks, "pass").len() >= 46, "{checks:#?}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn the_reference_plugins_known_failures_are_found() {
     // Measured, and pinned exactly: a failure that appears or goes away with a new build is news.
     let builds: [(Reference, &[&str]); 2] = [
@@ -145,11 +138,7 @@ fn the_reference_plugins_known_failures_are_found() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn the_reference_check_with_the_multicast_route_workaround() {
     // Debian's 1.1.1 fails its own CHECK right after its ADD: host-local reports the route without the
     // gateway macvlan installs it with. The upstream release compares routes so that it passes, though

@@ -10,6 +10,7 @@ use std::time::Duration;
 use roslan_tests::container::Sandbox;
 use roslan_tests::netns::Netns;
 use roslan_tests::process::Peer;
+use roslan_tests::root_test;
 use roslan_tests::ros2::{Chat, Middleware, require_nodes};
 
 /// What a probe container prints about itself, then it keeps a child and sleeps as PID 1 (which has no
@@ -38,11 +39,7 @@ fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn containers_share_only_their_pods_namespaces_and_leave_nothing_behind() {
     let (net_a, net_b) = (Netns::new("pod"), Netns::new("pod"));
     let pod_a = Sandbox::new(&net_a, "pa");
@@ -134,11 +131,7 @@ fn containers_share_only_their_pods_namespaces_and_leave_nothing_behind() {
     assert!(left.is_empty(), "processes (or zombies) left: {left:?}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn fast_dds_nodes_hear_each_other_in_one_pod_and_not_across_unconnected_pods() {
     // Pods with nothing but `lo`: whatever a listener hears from another pod could only have come
     // through shared memory, which the containers keep per pod. In one pod the talker is heard (through

@@ -28,6 +28,7 @@ use roslan_tests::container::Sandbox;
 use roslan_tests::dds::{Chatter, Ddsperf, UDP6_URI, cyclone_selection, namespace_state, require_peers};
 use roslan_tests::netns::Netns;
 use roslan_tests::plugin::Reference;
+use roslan_tests::root_test;
 use roslan_tests::ros2::{Chat, ChatOutcome, FASTDDS_UDPV6, Middleware, require_nodes};
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
@@ -175,11 +176,7 @@ fn assert_dds_isolated(a: &Netns, b: &Netns, topology: &str, uri: Option<&'stati
     .assert_isolated(&format!("{topology} (chatter)"));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn single_homed_pods_discover_each_other() {
     let lan = lan();
     let conf = lan.config("0.3.1");
@@ -187,11 +184,7 @@ fn single_homed_pods_discover_each_other() {
     assert_dds_works(&a.ns, &b.ns, "single-homed pods", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn dual_homed_pods_discover_each_other_over_net1() {
     // eth0 holds the default route into an overlay that carries no multicast (as Calico gives) and
     // forwards nothing, so whatever the peers find, they find over net1.
@@ -210,11 +203,7 @@ fn dual_homed_pods_discover_each_other_over_net1() {
     assert_dds_works(&b.ns, &a.ns, "dual-homed pods, the other way", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn two_dds_processes_in_one_pod_discover_each_other() {
     // Same network namespace: SPDP reaches the other process by multicast loopback on net1.
     let lan = lan();
@@ -224,11 +213,7 @@ fn two_dds_processes_in_one_pod_discover_each_other() {
     assert_dds_works(&pod.ns, &pod.ns, "two processes in one dual-homed pod", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn pod_and_plain_lan_host_discover_each_other() {
     // The LAN host is a plain namespace on the wire (lan0p, 224.0.0.0/4 dev lan0p): a laptop or a
     // robot computer that runs ROS 2 outside Kubernetes.
@@ -240,11 +225,7 @@ fn pod_and_plain_lan_host_discover_each_other() {
     assert_dds_works(&pod.ns, &lan.host, "LAN host -> dual-homed pod", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ipv6_dual_stack_pods_discover_each_other_over_net1() {
     // DDS configuration, the one thing no CNI can supply: Cyclone uses IPv4 unless its transport is
     // `udp6` (UDP6_URI sets exactly that and nothing else). Both pods also have IPv6 on eth0 with the
@@ -271,11 +252,7 @@ fn ipv6_dual_stack_pods_discover_each_other_over_net1() {
     assert_dds_works(&a.ns, &b.ns, "IPv6 (udp6) dual-homed pods", Some(UDP6_URI));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn reference_plugins_with_the_route_workaround_discover_nothing_in_dual_homed_pods() {
     // Negative control: the usual Multus setup, reference macvlan + host-local with
     // `routes: [{"dst": "224.0.0.0/4"}]`, which host-local turns into `224.0.0.0/4 via <gateway>`.
@@ -303,11 +280,7 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_dual_homed_po
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn reference_plugins_without_a_route_discover_nothing_in_dual_homed_pods() {
     // Negative control without the workaround: no multicast route at all. Cyclone pins its interface,
     // so a route would not matter to it anyway; what matters is that it pins eth0: eth0 and net1 both
@@ -334,11 +307,7 @@ fn reference_plugins_without_a_route_discover_nothing_in_dual_homed_pods() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn reference_plugins_with_the_route_workaround_discover_nothing_in_single_homed_pods() {
     // Negative control for the route alone: with net1 the only interface, Cyclone picks net1, but
     // `224.0.0.0/4 via <gateway>` makes the kernel send its SPDP to the gateway's MAC, so the sibling
@@ -359,11 +328,7 @@ fn reference_plugins_with_the_route_workaround_discover_nothing_in_single_homed_
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn roslan_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     // The control for roslan itself: the same routes, but eth0 keeps IFF_MULTICAST. Cyclone ties
     // eth0 and net1 again and picks eth0, so it is the exclusive flag that makes discovery work.
@@ -381,11 +346,7 @@ fn roslan_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     assert_dds_isolated(&a.ns, &b.ns, "roslan, exclusive false, dual-homed pods", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
     // The IPv6 control: with IPv6 on both interfaces and eth0 keeping IFF_MULTICAST, Cyclone in udp6
     // mode ties them and picks eth0, even though roslan's ff00::/8 route prefers net1 for unpinned
@@ -407,11 +368,7 @@ fn ipv6_without_exclusive_multicast_discovers_nothing_in_dual_homed_pods() {
 
 // ROS 2 rows: the seed's talker and listener on Fast DDS, in containers, in the same topologies.
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_single_homed_pods_hear_each_other() {
     let lan = ros2_lan();
     let conf = lan.config("0.3.1");
@@ -419,11 +376,7 @@ fn ros2_single_homed_pods_hear_each_other() {
     assert_ros2(&a.ns, &b.ns, &[], true, "ROS 2, single-homed pods");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_dual_homed_pods_hear_each_other_over_net1() {
     // The overlay forwards nothing, so what the nodes exchange goes over net1, although Fast DDS also
     // announces (and tries) eth0's cluster address.
@@ -435,11 +388,7 @@ fn ros2_dual_homed_pods_hear_each_other_over_net1() {
     assert_ros2(&b.ns, &a.ns, &[], true, "ROS 2, dual-homed pods, the other way");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_two_containers_in_one_pod_hear_each_other() {
     // Two containers of one pod, each PID 1 of its own PID namespace: the GUID collision of old Fast DDS
     // (eProsima/Fast-DDS #1633, same IP and PID) no longer happens.
@@ -455,11 +404,7 @@ fn ros2_two_containers_in_one_pod_hear_each_other() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_pod_and_plain_lan_host_hear_each_other() {
     // The LAN host runs its node in a sandbox of its own too (its own /dev/shm), as a separate machine.
     let lan = ros2_lan();
@@ -469,11 +414,7 @@ fn ros2_pod_and_plain_lan_host_hear_each_other() {
     assert_ros2(&pod.ns, &lan.host, &[], true, "ROS 2, LAN host -> dual-homed pod");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_ipv6_dual_stack_pods_hear_each_other_over_net1() {
     // Fast DDS speaks UDPv4 (and shared memory) unless its transports are set; UDPv6 is the one piece
     // of DDS configuration, as udp6 is for Cyclone.
@@ -484,11 +425,7 @@ fn ros2_ipv6_dual_stack_pods_hear_each_other_over_net1() {
     assert_ipv6_only(&assert_ros2(&a.ns, &b.ns, &[FASTDDS_UDPV6], true, topology), topology);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_dual_homed_pods() {
     // Fast DDS pins each discovery socket to its interface, but the kernel still routes the datagram:
     // on net1 `224.0.0.0/4 via <gateway>` sends it to the gateway's MAC, on eth0 the overlay carries
@@ -518,11 +455,7 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_dual_homed_p
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_reference_plugins_without_a_route_work_in_dual_homed_pods() {
     // Not a negative control for Fast DDS (it is Cyclone's): with no multicast route, a socket pinned
     // to net1 (IP_MULTICAST_IF) sends straight onto net1, and Fast DDS pins one socket per interface. So
@@ -543,11 +476,7 @@ fn ros2_reference_plugins_without_a_route_work_in_dual_homed_pods() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_single_homed_pods() {
     // The route alone: net1 is the only interface and the gateway route still sends SPDP to the
     // gateway's MAC.
@@ -565,11 +494,7 @@ fn ros2_reference_plugins_with_the_route_workaround_hear_nothing_in_single_homed
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
     // Fast DDS ignores IFF_MULTICAST (it checks only that an interface runs), so `exclusive` is for
     // Cyclone; roslan's routes are enough for Fast DDS.
@@ -587,11 +512,7 @@ fn ros2_roslan_without_exclusive_multicast_works_in_dual_homed_pods() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ros2_ipv6_without_exclusive_multicast_works_in_dual_homed_pods() {
     // The IPv6 counterpart: with eth0 keeping IFF_MULTICAST, Fast DDS over UDPv6 still uses net1 too.
     let lan = ros2_lan();

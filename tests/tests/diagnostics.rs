@@ -7,6 +7,7 @@ use std::process::Output;
 
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::Netns;
+use roslan_tests::root_test;
 use roslan_tests::{Call, Lan, MultiNodeLan, Pod, roslan_bin};
 use serde_json::{Value, json};
 
@@ -131,11 +132,7 @@ fn multi_config(lan: &MultiNodeLan) -> Value {
     })
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_passes_a_healthy_lan() {
     // A snooping bridge with a querier that queries only every 300 s: the doctor hears it within its
     // few seconds only because it solicits a query.
@@ -190,11 +187,7 @@ fn doctor_passes_a_healthy_lan() {
     assert!(detail(&findings, "binary").contains("the same as this doctor"), "{out}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_hears_general_queries_when_only_listening() {
     let lan = MultiNodeLan::with_querier(1, 100);
     let node = &lan.nodes[0];
@@ -213,11 +206,7 @@ fn doctor_hears_general_queries_when_only_listening() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_warns_without_a_querier() {
     // A LAN with a plain host on the wire.
     let lan = Lan::new();
@@ -253,11 +242,7 @@ fn doctor_warns_without_a_querier() {
     assert!(detail(&findings, "querier").contains("--querier-wait 130"), "{out}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_fails_when_the_master_is_down() {
     let lan = Lan::new();
     lan.node.ip(&["link", "set", MASTER, "down"]);
@@ -295,11 +280,7 @@ fn doctor_fails_when_the_master_is_down() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_fails_without_carrier() {
     let lan = Lan::new();
     lan.host.ip(&["link", "set", "lan0p", "down"]);
@@ -313,11 +294,7 @@ fn doctor_fails_without_carrier() {
 
 /// Found by the e2e's emptied MicroK8s bin dir: for a roslan network a missing binary means every ADD
 /// fails, which is a failure, and the fix names the bin dir that exists (MicroK8s', not /opt/cni/bin).
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_fails_when_the_networks_plugin_is_not_installed() {
     let lan = Lan::new();
     let empty = lan.dir().join("empty-bin");
@@ -373,11 +350,7 @@ fn doctor_fails_when_the_networks_plugin_is_not_installed() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_lists_interfaces_when_the_master_is_missing() {
     let lan = Lan::new();
     let mut conf = lan.config("0.3.1");
@@ -397,11 +370,7 @@ fn doctor_lists_interfaces_when_the_master_is_missing() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_warns_on_strict_rp_filter() {
     let lan = Lan::new();
     let conf = lan.config("0.3.1");
@@ -428,11 +397,7 @@ fn doctor_warns_on_strict_rp_filter() {
     assert!(detail(&findings, "rp_filter").starts_with("loose"), "{out}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_checks_the_configuration_and_the_ipam_directory() {
     let lan = Lan::new();
     let mut conf = lan.config("0.3.1");
@@ -478,11 +443,7 @@ fn doctor_checks_the_configuration_and_the_ipam_directory() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn doctor_refuses_a_wireless_master() {
     // The kernel marks a wireless interface with a `wireless/` directory (and a `phy80211` link) in its
     // sysfs directory; roslan looks for exactly that. A veth cannot be made wireless, so this run shows
@@ -574,11 +535,7 @@ fn receiver<'a>(report: &'a Value, place: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no receiver {place} in {report}"))
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn probe_reports_delivery_between_roslan_pods_and_a_lan_host() {
     let lan = Lan::new();
     let conf = lan.config("0.3.1");
@@ -638,11 +595,7 @@ fn probe_reports_delivery_between_roslan_pods_and_a_lan_host() {
     assert!(report.contains("verdict: ok"), "{report}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn probe_names_the_gateway_when_the_reference_plugins_route_multicast() {
     // The reference macvlan + host-local with the usual 224.0.0.0/4 route (the upstream release users
     // run): host-local attaches the range gateway, so frames go to the gateway's MAC and the sibling pod
@@ -704,11 +657,7 @@ fn probe_names_the_gateway_when_the_reference_plugins_route_multicast() {
     assert!(text_report.contains("0/3 received"), "{text_report}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn probe_from_the_node_to_its_own_pod_points_at_the_shim() {
     let lan = Lan::new();
     let pod = lan.dual_homed_pod();
@@ -743,11 +692,7 @@ fn probe_from_the_node_to_its_own_pod_points_at_the_shim() {
     assert_eq!(receiver(&report, &pod_path)["received"], 5, "{out}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn probe_carries_ipv6_groups() {
     let lan = Lan::new();
     // Link-local addresses must finish duplicate address detection before they can be a source.

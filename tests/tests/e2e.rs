@@ -45,6 +45,7 @@ use roslan_tests::node::{NIC, NODE_NAME, NodeHost};
 use roslan_tests::one_node::{Archive, BIN_DIR, OneNodeCluster};
 use roslan_tests::peer_bin;
 use roslan_tests::process::Peer;
+use roslan_tests::root_test;
 use roslan_tests::ros2::{Middleware, listener, parse_heard, require_nodes, talker};
 use roslan_tests::runtime::{repo, run_ok};
 use roslan_tests::seed_examples::{
@@ -975,11 +976,7 @@ fn cell(row: Option<&Row>) -> String {
     row.map_or_else(String::new, |r| r.outcome.summary())
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, the peers and the images: run `make e2e` as root"
-)]
+#[root_test("needs root, the peers and the images: run `make e2e` as root")]
 fn a_microk8s_node_runs_the_seeds_examples_through_multus_and_roslan() {
     require_nodes();
     let images = [roslan_archive(), ros_archive()];

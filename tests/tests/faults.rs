@@ -5,6 +5,7 @@
 //! fault-injection --target-dir target/faults`, which `make test` runs); `ROSLAN_FAULT=<point>` picks one.
 
 use roslan_tests::plugin::{Call, Reply, fault_bin};
+use roslan_tests::root_test;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -64,11 +65,7 @@ fn clean_up_and_verify(lan: &Lan, pod: &Pod, conf: &Value, point: &str) {
     lan.del(pod, "net1", conf);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_kill_at_any_step_of_add_or_del_is_cleaned_up() {
     let lan = Lan::new();
     let conf = lan.config("1.1.0");

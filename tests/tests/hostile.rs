@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use roslan_tests::plugin::{Call, Reply};
+use roslan_tests::root_test;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -61,11 +62,7 @@ fn mkfifo(path: &Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn special_files_are_refused_without_blocking() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -138,11 +135,7 @@ fn special_files_are_refused_without_blocking() {
     assert_eq!(reply.status, 0, "DEL next to a FIFO reservation: {reply}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn reads_are_bounded() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -182,11 +175,7 @@ fn many_ranges(lan: &Lan, count: usize) -> Value {
     conf
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn configurations_are_read_in_near_linear_time() {
     // 60,000 ranges took more than 10 s per ADD when every pair of ranges was compared; one sort takes
     // milliseconds. The limit detects the quadratic case, it does not time the linear one.
@@ -209,11 +198,7 @@ fn configurations_are_read_in_near_linear_time() {
     untouched(&lan, &pod, "60,001 overlapping ranges");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn the_log_file_follows_the_data_directory_rules() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -275,11 +260,7 @@ fn the_log_file_follows_the_data_directory_rules() {
     assert_eq!(del(&lan, &pod, &conf).status, 0);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn environment_values_that_are_not_utf8_are_named() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -327,11 +308,7 @@ fn environment_values_that_are_not_utf8_are_named() {
     untouched(&lan, &pod, "DEL");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_failed_add_leaves_pod_wide_settings_as_they_were() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -381,11 +358,7 @@ fn a_failed_add_leaves_pod_wide_settings_as_they_were() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn codes_point_at_the_cause() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -448,11 +421,7 @@ fn codes_point_at_the_cause() {
     untouched(&lan, &pod, "a symlinked lock");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn addresses_nobody_should_get() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -513,11 +482,7 @@ fn addresses_nobody_should_get() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn del_refuses_only_what_it_needs() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -538,11 +503,7 @@ fn del_refuses_only_what_it_needs() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn messages_say_what_is_wrong() {
     let lan = Lan::new();
     let pod = lan.pod();

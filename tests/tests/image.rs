@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use roslan_tests::Lan;
 use roslan_tests::netns::unique;
+use roslan_tests::root_test;
 use roslan_tests::runtime::{
     kill_tree_matching, need, private_containerd_config, remove_cgroup, repo, run_ok, stop_child, unmount_under,
     venv_python, wait_until,
@@ -529,11 +530,7 @@ fn exits_cleanly(child: &mut Child, within: Duration) -> bool {
     false
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root (a private containerd and runc): run `make test` as root"
-)]
+#[root_test("needs root (a private containerd and runc): run `make test` as root")]
 fn containerd_imports_the_archive_by_its_daemonset_name_and_runs_the_installer() {
     let Setup {
         archive,
@@ -646,11 +643,7 @@ impl Drop for Podman {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root (podman with runc and a private store): run `make test` as root"
-)]
+#[root_test("needs root (podman with runc and a private store): run `make test` as root")]
 fn podman_loads_the_archive_by_its_daemonset_name_and_runs_the_installer() {
     let Setup {
         archive,
@@ -781,11 +774,7 @@ fn log_of(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root (a private containerd, namespaces): run `make test` as root"
-)]
+#[root_test("needs root (a private containerd, namespaces): run `make test` as root")]
 fn the_ros2_image_runs_the_examples_talker_and_listener_in_two_pods_on_a_roslan_lan() {
     let archive = ros2_archive();
     let started = Instant::now();

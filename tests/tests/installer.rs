@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use roslan_tests::netns::{Netns, unique};
 use roslan_tests::plugin::{result_ip, roslan_bin, workspace_bin};
+use roslan_tests::root_test;
 use roslan_tests::runtime::wait_until;
 use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, lan::MASTER};
@@ -630,11 +631,7 @@ fn reaches(from: &Netns, to: &Netns, to_addr: &str) -> bool {
         .is_ok_and(|(got, _)| &buf[..got] == b"roslan?")
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn host_shim_lets_the_node_reach_its_macvlan_pods() {
     const SHIM_ADDR: &str = "10.77.255.200";
     let lan = Lan::new();
@@ -720,11 +717,7 @@ fn host_shim_lets_the_node_reach_its_macvlan_pods() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_foreign_link_with_the_shim_name_is_left_alone() {
     let ns = Netns::new("shim");
     ns.ip(&["link", "add", "lan0", "type", "veth", "peer", "name", "lan0p"]);
@@ -770,11 +763,7 @@ fn a_foreign_link_with_the_shim_name_is_left_alone() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_multicast_route_through_the_shim_lets_the_node_discover_its_pods() {
     // `ros2` on the node (or a hostNetwork driver) finds peers with unpinned SPDP multicast to
     // 239.255.0.1. Through the master it never reaches the node's own macvlan pods, nor do theirs
@@ -828,8 +817,7 @@ fn static_bin(name: &str) -> PathBuf {
     path
 }
 
-#[test]
-#[cfg_attr(not(feature = "root-tests"), ignore = "needs root (chroot): run `make test` as root")]
+#[root_test("needs root (chroot): run `make test` as root")]
 fn the_image_works_with_nothing_but_its_three_static_binaries() {
     // The image's final stage's filesystem without building the image (tests/image.rs runs the image that
     // `make image` builds): FROM scratch plus the build stage's /image/, i.e. three binaries and nothing

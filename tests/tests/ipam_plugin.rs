@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::sh;
 use roslan_tests::plugin::{Call, REFERENCE_DIR, Reference, Reply, result_ip, roslan_bin};
+use roslan_tests::root_test;
 use roslan_tests::{Lan, MultiNodeLan, Pod};
 use serde_json::{Value, json};
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn multus_two_address_request_on_add_and_del() {
     let lan = Lan::new();
     let mut conf = lan.config("0.3.1");
@@ -37,11 +34,7 @@ fn multus_two_address_request_on_add_and_del() {
     assert!(lan.reservations("ros-lan").is_empty());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn status_and_gc_through_the_plugin() {
     let lan = Lan::new();
     let mut conf = lan.config("1.1.0");
@@ -76,11 +69,7 @@ fn status_and_gc_through_the_plugin() {
     assert_eq!(status(&conf).status, 0);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn node_ranges_keep_two_nodes_apart() {
     let lan = MultiNodeLan::new(3);
     let slices = json!({
@@ -223,11 +212,7 @@ fn delegated_call(lan: &Lan, delegates: &Delegates, command: &str, pod: &Pod, co
     lan.call(&call)
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn delegation_to_other_ipam_plugins() {
     let lan = Lan::new();
     let delegates = Delegates::new(&lan);
@@ -341,11 +326,7 @@ fn file(lan_data: &Path, ip: &str) -> String {
     std::fs::read_to_string(lan_data.join("ros-lan").join(ip)).unwrap_or_default()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn arp_probe_skips_an_address_a_lan_host_owns() {
     let lan = Lan::new();
     // A device roslan does not manage already uses the first address of the range. It accepts
@@ -398,11 +379,7 @@ fn arp_probe_skips_an_address_a_lan_host_owns() {
     assert_eq!(lan.reservations("ros-lan"), vec!["10.77.1.11", "10.77.1.12"]);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn ipv6_dad_when_asked_replaces_a_defended_address() {
     let lan = Lan::new();
     lan.host.ip(&["addr", "add", "fd00:77::10/64", "dev", "lan0p", "nodad"]);

@@ -18,6 +18,7 @@
 use std::io::Write;
 
 use roslan_tests::layouts::{Cell, CellResult, Layout, Network, Reference, at_once, run_all, table};
+use roslan_tests::root_test;
 use roslan_tests::ros2::{Middleware, require_nodes};
 
 /// What a cell must show, without the reference (which every reference gets alike).
@@ -119,20 +120,12 @@ fn check(middleware: Middleware) {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn seed_layouts_with_ros2_nodes_on_fast_dds() {
     check(Middleware::FastDds);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn seed_layouts_with_cyclone_dds() {
     check(Middleware::Cyclone);
 }

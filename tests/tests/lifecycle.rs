@@ -3,13 +3,10 @@
 use roslan_tests::Lan;
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::plugin::Call;
+use roslan_tests::root_test;
 use serde_json::json;
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn add_check_del_round_trip() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -48,11 +45,7 @@ fn add_check_del_round_trip() {
     assert!(lan.reservations("ros-lan").is_empty());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn check_names_what_is_broken() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -90,11 +83,7 @@ fn check_names_what_is_broken() {
     assert_eq!(reply.code(), Some(7), "CHECK without prevResult: {reply}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn repeat_add_is_refused_and_changes_nothing() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -118,11 +107,7 @@ fn repeat_add_is_refused_and_changes_nothing() {
     assert_eq!(lan.check(&pod, "net1", &conf, &first).status, 0);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn del_succeeds_whatever_is_already_gone() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");
@@ -182,11 +167,7 @@ fn del_succeeds_whatever_is_already_gone() {
     assert!(lan.reservations("ros-lan").is_empty());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn del_leaves_links_roslan_did_not_create() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -201,11 +182,7 @@ fn del_leaves_links_roslan_did_not_create() {
     assert!(lan.reservations("ros-lan").is_empty());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn chained_after_another_plugin_keeps_its_result() {
     let lan = Lan::new();
     let pod = lan.dual_homed_pod();
@@ -227,11 +204,7 @@ fn chained_after_another_plugin_keeps_its_result() {
     assert_eq!(result["dns"]["nameservers"], json!(["10.152.183.10"]));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn mac_mtu_mode_and_master_choice() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");
@@ -274,11 +247,7 @@ fn mac_mtu_mode_and_master_choice() {
     assert!(pod.ns.has_link("net1"));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn dual_stack_addresses_are_usable_at_once() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");

@@ -3,16 +3,13 @@
 
 use roslan_tests::Lan;
 use roslan_tests::plugin::Reference;
+use roslan_tests::root_test;
 use roslan_tests::traffic::exchange;
 
 const GROUP: &str = "239.255.0.1";
 const SPDP_PORT: u16 = 7400;
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn unpinned_multicast_reaches_pods_and_lan_hosts() {
     let lan = Lan::new();
     let conf = lan.config("0.3.1");
@@ -29,11 +26,7 @@ fn unpinned_multicast_reaches_pods_and_lan_hosts() {
     assert_eq!(got, vec![5], "and back");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn reference_plugins_send_multicast_to_the_gateway() {
     // Negative control: the reference macvlan + host-local with the usual `routes: [224.0.0.0/4]`
     // workaround attach the gateway to the multicast route; frames go to the gateway's MAC only. The

@@ -20,6 +20,7 @@ use roslan_tests::cluster::{Cluster, NETWORK, wait_until};
 use roslan_tests::lan::{HOST_ADDR, MASTER, SUBNET};
 use roslan_tests::peer;
 use roslan_tests::plugin::{Call, result_ip};
+use roslan_tests::root_test;
 use serde_json::{Value, json};
 
 /// The range the nodes share: 10.77.1.0-10.77.2.255, 32 blocks of 16.
@@ -338,11 +339,7 @@ fn in_blocks(ip: &str, blocks: &[String]) -> bool {
     })
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, network namespaces and the peers: run `make peers` and `make test` as root"
-)]
+#[root_test("needs root, network namespaces and the peers: run `make peers` and `make test` as root")]
 fn node_blocks_across_three_nodes() {
     let mut cluster = Cluster::start(3, ipam());
 

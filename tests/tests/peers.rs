@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use roslan_tests::apiserver::{ControlPlane, Options};
+use roslan_tests::root_test;
 use roslan_tests::{peer, peer_bin};
 use serde_json::Value;
 
@@ -67,11 +68,7 @@ fn supported(reply: &Value) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs the peers: run `make peers` and `make test` as root"
-)]
+#[root_test("needs the peers: run `make peers` and `make test` as root")]
 fn peers_answer_with_their_pinned_versions() {
     let v3 = peer("multus-v3");
     assert!(v3.version.starts_with("v3.9."), "{v3:?}");
@@ -139,11 +136,7 @@ fn peers_answer_with_their_pinned_versions() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs the peers and etcd-server: run `make peers` and `make test` as root"
-)]
+#[root_test("needs the peers and etcd-server: run `make peers` and `make test` as root")]
 fn control_plane_serves_kubectl_and_leaves_nothing_behind() {
     let mut cp = ControlPlane::start_with(Options {
         controller_manager: true,

@@ -1,16 +1,13 @@
 //! The CNI protocol as runtimes see it: result shapes per version, VERSION, and error replies.
 
 use roslan_tests::plugin::Call;
+use roslan_tests::root_test;
 use roslan_tests::{Lan, roslan_bin};
 use serde_json::{Value, json};
 
 const ALL_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn result_shape_follows_requested_version() {
     let lan = Lan::new();
     for version in ALL_VERSIONS {
@@ -66,11 +63,7 @@ fn result_shape_follows_requested_version() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn missing_cni_version_means_0_1_0() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -131,11 +124,7 @@ fn assert_error(reply: &roslan_tests::Reply, code: u64, needle: &str) {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn errors_carry_spec_codes_and_leave_nothing() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -208,11 +197,7 @@ fn errors_carry_spec_codes_and_leave_nothing() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn unknown_keys_are_logged_with_a_suggestion_not_fatal() {
     let lan = Lan::new();
     let pod = lan.pod();

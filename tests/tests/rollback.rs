@@ -2,6 +2,7 @@
 
 use roslan_tests::lan::MASTER;
 use roslan_tests::plugin::Call;
+use roslan_tests::root_test;
 use roslan_tests::{Lan, Pod};
 use serde_json::json;
 
@@ -10,11 +11,7 @@ fn assert_clean(pod: &Pod) {
     assert_eq!(links, vec!["lo".to_string()], "a failed ADD must leave no link behind");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn exhausted_range_rolls_back_and_retry_succeeds() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");
@@ -34,11 +31,7 @@ fn exhausted_range_rolls_back_and_retry_succeeds() {
     assert_eq!(second.ns.addresses("net1"), vec!["10.77.1.10/16"]);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn requested_address_taken_rolls_back() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");
@@ -55,11 +48,7 @@ fn requested_address_taken_rolls_back() {
     assert_eq!(lan.reservations("ros-lan"), vec!["10.77.1.99"]);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn missing_master_lists_what_exists() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");
@@ -75,11 +64,7 @@ fn missing_master_lists_what_exists() {
     assert!(lan.reservations("ros-lan").is_empty());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn bad_config_touches_nothing() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");
@@ -98,11 +83,7 @@ fn bad_config_touches_nothing() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn failure_after_the_link_exists_removes_it() {
     // A route the kernel refuses (its gateway is not on any connected network) fails the ADD after
     // the link, the address and the reservation exist: all three must go.

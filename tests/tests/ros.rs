@@ -7,15 +7,12 @@ use std::time::Duration;
 use roslan_tests::lan::{HOST_ADDR, MASTER};
 use roslan_tests::netns::Netns;
 use roslan_tests::plugin::Call;
+use roslan_tests::root_test;
 use roslan_tests::traffic::exchange;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");
@@ -67,11 +64,7 @@ fn multicast_flags_point_dds_at_the_lan_and_are_restored() {
     assert!(pod.ns.has_flag("net1", "MULTICAST") && pod.ns.has_flag("net2", "MULTICAST"));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn unicast_over_eth0_survives_the_exclusive_default() {
     // The evidence behind `exclusive` defaulting to on: with IFF_MULTICAST cleared on a dual-stack eth0,
     // IPv4, IPv6 and IPv6 neighbour discovery (which uses multicast) keep working in both directions.
@@ -121,11 +114,7 @@ fn unicast_over_eth0_survives_the_exclusive_default() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn unpinned_ipv6_multicast_leaves_through_our_interface() {
     let lan = Lan::new();
     let mut conf = lan.config("1.1.0");
@@ -190,11 +179,7 @@ fn unpinned_ipv6_multicast_leaves_through_our_interface() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn sysctls_ros_defaults_overrides_and_refusals() {
     let lan = Lan::new();
     let pod = lan.pod();
@@ -278,11 +263,7 @@ fn sysctls_ros_defaults_overrides_and_refusals() {
     assert_eq!(pod.ns.links(), vec!["lo"], "rolled back");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn neighbours_hear_about_the_pod_at_once() {
     let lan = Lan::new();
     let mut conf = lan.config("1.0.0");
@@ -322,11 +303,7 @@ fn pod_args(ns: &str, name: &str) -> String {
     format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID=x;K8S_POD_UID=u")
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_restarted_pod_keeps_its_mac() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");
@@ -368,11 +345,7 @@ fn a_restarted_pod_keeps_its_mac() {
     assert_ne!(a, b);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn master_subnet_picks_the_right_interface() {
     let lan = Lan::new();
     // A second network on the node: its own veth and a host behind it.
@@ -432,11 +405,7 @@ fn master_subnet_picks_the_right_interface() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_wireless_master_is_refused_with_the_way_out() {
     // No Wi-Fi hardware here: the plugin runs in a private mount namespace where the master's sysfs
     // directory is replaced by one that has the `wireless` entry cfg80211 creates for Wi-Fi devices.

@@ -25,6 +25,7 @@ use roslan_tests::multus::{self, Credentials, Flavour, Kubeconfig, MicroK8s, Thi
 use roslan_tests::netns::{Netns, try_sh, unique};
 use roslan_tests::peer_bin;
 use roslan_tests::plugin::{Call, REFERENCE_DIR, roslan_bin, workspace_bin};
+use roslan_tests::root_test;
 use roslan_tests::runtime::{
     NodeMountOptions, NodeMounts, kill_tree_matching, need, private_containerd_config, remove_cgroup, repo, run_ok,
     stop_child, unmount_under, venv_python, wait_until,
@@ -468,11 +469,7 @@ impl Drop for Containerd {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn containerd_cri_sandboxes_get_lan_addresses_and_exchange_multicast() {
     let lan = Lan::new();
     let (conf, log) = logged_config(&lan, "1.0.0", ("10.77.3.10", "10.77.3.250"));
@@ -720,11 +717,7 @@ impl Drop for Podman {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn podman_containers_on_a_roslan_network_exchange_multicast() {
     let lan = Lan::new();
     let (conf, log) = logged_config(&lan, "0.4.0", ("10.77.4.10", "10.77.4.250"));
@@ -1452,11 +1445,7 @@ fn real_multus(flavour: Flavour, talker_version: &str, listener_version: &str, r
     eprintln!("{flavour:?}: done in {:?}", started.elapsed());
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, network namespaces and `make peers`: run `make test` as root"
-)]
+#[root_test("needs root, network namespaces and `make peers`: run `make test` as root")]
 fn multus_3_9_thin_as_microk8s_runs_it() {
     // MicroK8s' addon: thin 3.9, --cni-version=0.3.1, Calico-like cluster network at 0.3.1. NADs at
     // 0.3.1 and 0.4.0 work; at 1.0.0 Multus 3.9's libcni cannot read roslan's result.
@@ -1471,20 +1460,12 @@ fn multus_3_9_thin_as_microk8s_runs_it() {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, network namespaces and `make peers`: run `make test` as root"
-)]
+#[root_test("needs root, network namespaces and `make peers`: run `make test` as root")]
 fn multus_4_thin_with_a_1_0_0_nad() {
     real_multus(Flavour::V4Thin, "0.4.0", "1.0.0", None);
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, network namespaces and `make peers`: run `make test` as root"
-)]
+#[root_test("needs root, network namespaces and `make peers`: run `make test` as root")]
 fn multus_4_thick_daemon_and_shim_with_a_1_0_0_nad() {
     real_multus(Flavour::V4Thick, "0.3.1", "1.0.0", None);
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
 use roslan_tests::plugin::{Call, Reply};
+use roslan_tests::root_test;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -52,11 +53,7 @@ fn refused(reply: &Reply, code: u64, what: &str) {
     assert_eq!(reply.code(), Some(code), "{what}: {reply}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn hostile_names_are_refused() {
     let lan = Lan::new();
     let outside = Bystanders::new(&lan);
@@ -102,11 +99,7 @@ fn hostile_names_are_refused() {
     outside.assert_untouched("hostile names");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn symlinks_in_the_data_directory_are_never_followed() {
     let lan = Lan::new();
     let outside = Bystanders::new(&lan);
@@ -170,11 +163,7 @@ fn symlinks_in_the_data_directory_are_never_followed() {
     outside.assert_untouched("a symlinked lock file");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_netns_path_that_is_not_a_network_namespace() {
     let lan = Lan::new();
     let conf = lan.config("1.0.0");
@@ -197,11 +186,7 @@ fn a_netns_path_that_is_not_a_network_namespace() {
     assert!(!lan.node.has_link("net1"));
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn oversized_stdin_is_refused() {
     let lan = Lan::new();
     let pod = lan.pod();

@@ -2,6 +2,7 @@
 //! reserved.
 
 use roslan_tests::plugin::{Reference, result_ip};
+use roslan_tests::root_test;
 use roslan_tests::{Call, Lan};
 use serde_json::Value;
 
@@ -9,11 +10,7 @@ fn host_local(lan: &Lan, reference: &Reference, command: &str, id: &str, conf: &
     lan.call(&reference.call("host-local", command, id, "/run/netns/unused", "net1", conf))
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn roslan_writes_what_host_local_reads() {
     for reference in Reference::all() {
         let lan = Lan::new();
@@ -50,11 +47,7 @@ fn roslan_writes_what_host_local_reads() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn roslan_releases_what_host_local_wrote() {
     for reference in Reference::all() {
         let lan = Lan::new();

@@ -13,6 +13,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
 use roslan_tests::plugin::{Call, fault_bin, result_ip};
+use roslan_tests::root_test;
 use roslan_tests::{Lan, Pod};
 use serde_json::{Value, json};
 
@@ -56,11 +57,7 @@ enum State {
     },
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn storm_of_add_del_check_with_kills() {
     let total: usize = std::env::var("ROSLAN_STORM_OPS")
         .ok()

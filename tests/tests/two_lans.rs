@@ -3,6 +3,7 @@
 //! and eth0 must stay out of DDS' way until the last of them is deleted.
 
 use roslan_tests::Lan;
+use roslan_tests::root_test;
 use serde_json::{Value, json};
 
 fn network(lan: &Lan, name: &str, third: u8) -> Value {
@@ -23,11 +24,7 @@ fn v6_multicast_metric(result: &Value) -> Option<u64> {
         .and_then(|r| r["priority"].as_u64())
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn a_pod_on_two_lans_gets_both_and_keeps_eth0_quiet_until_the_last_leaves() {
     let lan = Lan::new();
     let pod = lan.dual_homed_pod_ipv6();

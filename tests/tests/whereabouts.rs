@@ -13,6 +13,7 @@ use roslan_tests::cluster::{install_whereabouts, whereabouts_config};
 use roslan_tests::forward::Forward;
 use roslan_tests::lan::SUBNET;
 use roslan_tests::plugin::{Call, Reply, result_ip};
+use roslan_tests::root_test;
 use roslan_tests::{MultiNodeLan, Pod, peer};
 use serde_json::Value;
 
@@ -44,11 +45,7 @@ fn allocations(cp: &ControlPlane) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root, network namespaces and the peers: run `make peers` and `make test` as root"
-)]
+#[root_test("needs root, network namespaces and the peers: run `make peers` and `make test` as root")]
 fn whereabouts_on_three_nodes_against_a_real_api_server() {
     let mut cp = ControlPlane::start_with(Options::default());
     let kubeconfig = install_whereabouts(&cp);

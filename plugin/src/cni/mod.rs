@@ -5,10 +5,12 @@
 
 pub mod args;
 pub mod env;
+pub mod reply;
 pub mod result;
 pub mod version;
 
 pub use args::CniArgs;
 pub use env::{Command, Request};
+pub use reply::ErrorReply;
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::Version;
