@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use crate::IpamError;
 use crate::range::{RangeSet, canonical, first_overlap};
-use crate::store::{LockedStore, Owner};
+use crate::store::{Free, LockedStore, Owner};
 
 /// One reserved address with what a CNI result needs to report about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,17 +199,17 @@ fn reserve_next(
     };
     // The index knows the first free address without trying each taken one in turn.
     match store.next_free(set, cursor)? {
-        Some(Some(ip)) => {
+        Free::Address(ip) => {
             if store.reserve(ip, owner, index)? {
                 return Ok(found(ip));
             }
             store.index_was_wrong(ip);
         }
-        Some(None) => {
+        Free::Exhausted => {
             // Full, says the index. Check the hard way once, then believe it.
             store.index_was_wrong(cursor.unwrap_or(set.0[0].range_start));
         }
-        None => {}
+        Free::Unknown => {}
     }
     for candidate in set.iter_from(cursor) {
         if store.reserve(candidate.ip, owner, index)? {

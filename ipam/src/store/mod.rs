@@ -91,6 +91,18 @@ impl std::fmt::Display for Owner {
     }
 }
 
+/// What the index says about the free addresses of a range set ([`LockedStore::next_free`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Free {
+    /// This address is the next free one in round-robin order.
+    Address(IpAddr),
+    /// Every address of the set is taken.
+    Exhausted,
+    /// The index cannot tell (no index for this lock, or a set too large for a bitmap): try each
+    /// address in turn, as host-local does.
+    Unknown,
+}
+
 /// One reservation found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -378,17 +390,18 @@ impl LockedStore<'_> {
         Ok(true)
     }
 
-    /// The first address of `set` that the index knows to be free, in round-robin order after
-    /// `after`. `None` when the index cannot answer (no index, or a set too large for a bitmap);
-    /// `Some(None)` when the set is full.
-    pub fn next_free(&mut self, set: &RangeSet, after: Option<IpAddr>) -> Result<Option<Option<IpAddr>>, IpamError> {
-        let Some(index) = &self.index else { return Ok(None) };
+    /// The first address of `set` that the index knows to be free, in round-robin order after `after`.
+    /// Only a hint: the reservation is still the exclusive create, which may find the address taken.
+    pub fn next_free(&mut self, set: &RangeSet, after: Option<IpAddr>) -> Result<Free, IpamError> {
+        let Some(index) = &self.index else {
+            return Ok(Free::Unknown);
+        };
         match index.bitmap(set) {
-            Ok(Some(bitmap)) => Ok(Some(bitmap.next_free(after))),
-            Ok(None) => Ok(None),
+            Ok(Some(bitmap)) => Ok(bitmap.next_free(after).map_or(Free::Exhausted, Free::Address)),
+            Ok(None) => Ok(Free::Unknown),
             Err(_) => {
                 self.drop_index();
-                Ok(None)
+                Ok(Free::Unknown)
             }
         }
     }

@@ -9,7 +9,7 @@ use ipnetwork::IpNetwork;
 use roslan_ipam_core::blocks::file::NodeBlocks;
 use roslan_ipam_core::blocks::restrict;
 use roslan_ipam_core::file::{Links, read_regular};
-use roslan_ipam_core::{IpamError, LockedStore, Owner, PodRef, RangeSet, Store, allocate};
+use roslan_ipam_core::{Free, IpamError, LockedStore, Owner, PodRef, RangeSet, Store, allocate};
 
 use super::Assigned;
 use crate::cni::{Dns, IpConfig};
@@ -330,8 +330,10 @@ fn unavailable(err: Error) -> Error {
 }
 
 fn has_free(locked: &mut LockedStore<'_>, set: &RangeSet) -> Result<bool, Error> {
-    if let Some(answer) = locked.next_free(set, None)? {
-        return Ok(answer.is_some());
+    match locked.next_free(set, None)? {
+        Free::Address(_) => return Ok(true),
+        Free::Exhausted => return Ok(false),
+        Free::Unknown => {}
     }
     Ok(set
         .iter_from(None)
