@@ -11,13 +11,13 @@
 //!   is a scan of a few bytes instead of one `open(O_EXCL)` per taken address.
 //! - `stamp`: the modification time roslan last gave the network directory.
 //!
-//! - `foreign/`: the owners of reservation files no owner link covers, read lazily ([`super::foreign`]).
+//! - `catalog/`: the owners of reservation files no owner link covers, read lazily ([`super::catalog`]).
 //!
 //! Detecting other programs: after each change, roslan sets the network directory's mtime to a
 //! synthetic value in the year 2000 and records it in `stamp`. Any file another program creates or
 //! removes in that directory sets its mtime to the current time, so at the next lock roslan sees the
 //! difference. It then reads nothing: it drops the bitmaps (the next ADD rebuilds its set's bitmap from
-//! one listing of names) and marks the foreign catalog incomplete (the next DEL, CHECK or GC reads the
+//! one listing of names) and marks the catalog incomplete (the next DEL, CHECK or GC reads the
 //! files it has not seen). A process killed half-way leaves the directory's mtime real too, so the same
 //! check repairs the index after a crash. The bitmaps are only hints: every reservation is still an
 //! `O_EXCL` create, so a stale bitmap can cost a retry, never a duplicate.
@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::sys::stat::futimens;
 use nix::sys::time::TimeSpec;
 
-use super::foreign::Catalog;
+use super::catalog::Catalog;
 use super::{Owner, no_follow, overwrite, parse_address, read_small};
 use crate::IpamError;
 use crate::fnv::fnv64;
@@ -91,13 +91,13 @@ impl Index {
             root.clone(),
             root.join("owners"),
             root.join("sets"),
-            root.join("foreign"),
+            root.join("catalog"),
         ] {
             super::refuse_symlink(&dir)?;
             fs::create_dir_all(&dir).map_err(IpamError::io("create index directory", &dir))?;
         }
         Ok(Index {
-            catalog: Catalog::new(root.join("foreign"), truth),
+            catalog: Catalog::new(root.join("catalog"), truth),
             root,
             truth: truth.to_path_buf(),
         })
@@ -113,7 +113,7 @@ impl Index {
     }
 
     /// Takes note that others changed the directory (or a roslan process died in it): the bitmaps
-    /// are dropped, to be rebuilt from one listing on next use, and the foreign catalog is marked
+    /// are dropped, to be rebuilt from one listing on next use, and the catalog of unlinked files is marked
     /// incomplete, to be caught up by the first DEL, CHECK or GC that needs an owner. Nothing is read
     /// here, which is what keeps the first ADD after 10,000 foreign reservations cheap.
     pub(crate) fn resync(&self) -> Result<(), IpamError> {
@@ -122,7 +122,7 @@ impl Index {
     }
 
     /// The catalog of the reservations no owner link covers.
-    pub(crate) fn foreign(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 

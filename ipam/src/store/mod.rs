@@ -17,10 +17,10 @@
 //! 46 ms per ADD at 10,000 reservations); the [`index`] next to the directory makes both independent of
 //! the number of reservations and stays correct when host-local or anything else changes the directory.
 //! What another program wrote is indexed by name from one listing; its owners are read only when a
-//! DEL, CHECK or GC needs them ([`foreign`]), so the first ADD after host-local wrote 10,000
+//! DEL, CHECK or GC needs them ([`catalog`]), so the first ADD after host-local wrote 10,000
 //! reservations does not read 10,000 files.
 
-mod foreign;
+mod catalog;
 mod index;
 mod sticky;
 
@@ -42,6 +42,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 const LOCK_FILE: &str = "lock";
 const LINE_BREAK: &str = "\r\n";
+/// The container ID of a foreign host's mark ([`Owner::foreign`]).
+const FOREIGN_HOST: &str = "foreign-host";
 
 /// Who holds an address: the attachment (container ID, interface name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +61,18 @@ impl Owner {
             container_id: container_id.into(),
             ifname: ifname.into(),
         }
+    }
+
+    /// The owner recorded for an address that another device on the LAN answered for (an ARP probe
+    /// or IPv6 DAD), `evidence` saying how it was seen: host-local and roslan both see the address as
+    /// taken, GC releases the mark so that it is probed again later, and the doctor lists the marks.
+    pub fn foreign(evidence: &str) -> Owner {
+        Owner::new(FOREIGN_HOST, evidence)
+    }
+
+    /// Whether this is a foreign host's mark ([`Owner::foreign`]).
+    pub fn is_foreign(&self) -> bool {
+        self.container_id == FOREIGN_HOST
     }
 
     /// The exact bytes host-local writes into a reservation file.
@@ -178,6 +192,22 @@ pub fn check_network_name(network: &str) -> Result<(), IpamError> {
     }
 }
 
+/// The networks that have a directory under `data_dir`, from one listing, sorted: what the doctor
+/// shows when it has no configuration. roslan's own area (`.roslan`) and anything that cannot be a
+/// network's directory (a link, a file, a name [`check_network_name`] refuses) are left out.
+pub fn networks(data_dir: &Path) -> Result<Vec<String>, IpamError> {
+    refuse_symlink(data_dir)?;
+    let entries = fs::read_dir(data_dir).map_err(IpamError::io("list", data_dir))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| check_network_name(name).is_ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 impl Store {
     /// Opens (creating when needed) the directory of `network` under `data_dir`.
     pub fn open(data_dir: &Path, network: &str) -> Result<Store, IpamError> {
@@ -278,12 +308,12 @@ impl Store {
     }
 }
 
-/// What the index holds for `owner`: its owner links and the foreign catalog's checked lines, the
+/// What the index holds for `owner`: its owner links and the catalog's checked lines, the
 /// exact record first, then (for an attachment with an interface name) the old ID-only files.
 fn indexed(index: &index::Index, owner: &Owner) -> Vec<IpAddr> {
     let both = |owner: &Owner| {
         let mut held = index.lookup(owner);
-        held.extend(index.foreign().lookup(owner));
+        held.extend(index.catalog().lookup(owner));
         held.sort();
         held.dedup();
         held
@@ -470,7 +500,7 @@ impl LockedStore<'_> {
     /// and CHECK ask this.
     pub fn find(&self, owner: &Owner) -> Result<Vec<IpAddr>, IpamError> {
         if let Some(index) = &self.index
-            && index.foreign().catch_up().is_ok()
+            && index.catalog().catch_up().is_ok()
         {
             return Ok(indexed(index, owner));
         }
@@ -606,7 +636,7 @@ mod tests {
     }
 
     fn catalog_files(data: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(data.join(".roslan/net/foreign"))
+        let mut names: Vec<String> = fs::read_dir(data.join(".roslan/net/catalog"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -716,6 +746,24 @@ mod tests {
             vec!["10.1.0.3".parse::<IpAddr>().unwrap()]
         );
         drop(locked);
+        fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn foreign_marks_and_networks_are_the_stores_own_words() {
+        let mark = Owner::foreign("arp 02:00:00:00:00:01");
+        assert_eq!(mark.record(), "foreign-host\r\narp 02:00:00:00:00:01");
+        assert!(mark.is_foreign() && Owner::parse(&mark.record()).unwrap().is_foreign());
+        assert!(!Owner::new("c1", "net1").is_foreign());
+        let data = tmp();
+        let store = Store::open(&data, "net-b").unwrap();
+        drop(store.lock().unwrap());
+        Store::open(&data, "net-a").unwrap();
+        fs::write(data.join("not-a-network"), "").unwrap();
+        std::os::unix::fs::symlink("/tmp", data.join("linked")).unwrap();
+        // The index's area (.roslan, created by the lock) is not a network.
+        assert!(data.join(".roslan").is_dir());
+        assert_eq!(networks(&data).unwrap(), ["net-a", "net-b"]);
         fs::remove_dir_all(&data).unwrap();
     }
 

@@ -3,7 +3,7 @@
 //! reservation and linking it. They are read lazily, so that the first call after someone wrote
 //! thousands of reservations costs one directory listing instead of reading every file.
 //!
-//! Layout, under `<dataDir>/.roslan/<network>/foreign/`:
+//! Layout, under `<dataDir>/.roslan/<network>/catalog/`:
 //! - `<bucket>` (`00` to `3f`): one line per file, `<address> <inode> <ctime s> <ctime ns> <owner key>`,
 //!   in the bucket of its owner key, so a lookup reads one small file whatever the number of
 //!   reservations;
@@ -30,7 +30,7 @@ use crate::IpamError;
 use crate::fnv::fnv64;
 
 const BUCKETS: u64 = 64;
-const MAGIC: &str = "roslan-foreign 1";
+const MAGIC: &str = "roslan-catalog 1";
 const COMPLETE: &str = "complete";
 
 /// The largest bucket read: 10,000 foreign reservations fill a bucket to about 12 KiB.
@@ -117,7 +117,7 @@ impl Catalog {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(IpamError::io("mark the foreign catalog incomplete", path)(err)),
+            Err(err) => Err(IpamError::io("mark the catalog incomplete", path)(err)),
         }
     }
 
@@ -203,7 +203,7 @@ impl Catalog {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(IpamError::io("remove foreign catalog bucket", path)(err)),
+                    Err(err) => return Err(IpamError::io("remove catalog bucket", path)(err)),
                 }
                 continue;
             }
@@ -211,10 +211,10 @@ impl Catalog {
             for line in after.iter() {
                 line.render(&mut text);
             }
-            write_whole(&path, text.as_bytes()).map_err(IpamError::io("write foreign catalog bucket", &path))?;
+            write_whole(&path, text.as_bytes()).map_err(IpamError::io("write catalog bucket", &path))?;
         }
         let complete = self.dir.join(COMPLETE);
-        super::overwrite(&complete, b"").map_err(IpamError::io("mark the foreign catalog complete", complete))
+        super::overwrite(&complete, b"").map_err(IpamError::io("mark the catalog complete", complete))
     }
 }
 
