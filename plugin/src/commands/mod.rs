@@ -125,21 +125,6 @@ pub fn with_cleared(alias: &str, cleared: &[String]) -> String {
     out
 }
 
-/// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
-/// code 1, as the Go library does.
-pub fn require_1_1(conf: &NetConf, command: &str) -> Result<(), Error> {
-    if conf.version.has_status_and_gc() {
-        Ok(())
-    } else {
-        Err(Error::IncompatibleVersion {
-            detail: format!(
-                "config version {} does not allow {command}; {command} needs cniVersion 1.1.0",
-                conf.version
-            ),
-        })
-    }
-}
-
 /// Finds and checks the master interface in the node's namespace; see [`crate::master`].
 pub fn resolve_master(host: &Netlink<'_>, spec: &MasterSpec) -> Result<Link, Error> {
     crate::master::resolve(host, spec)

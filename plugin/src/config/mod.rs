@@ -406,6 +406,22 @@ impl NetConf {
         Ok((conf, problems.0))
     }
 
+    /// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
+    /// code 1, as the Go library does. Here, below both the plugin's commands and the standalone IPAM,
+    /// so that both ask the same question without one calling up into the other.
+    pub fn require_1_1(&self, command: &str) -> Result<(), Error> {
+        if self.version.has_status_and_gc() {
+            Ok(())
+        } else {
+            Err(Error::IncompatibleVersion {
+                detail: format!(
+                    "config version {} does not allow {command}; {command} needs cniVersion 1.1.0",
+                    self.version
+                ),
+            })
+        }
+    }
+
     /// Refuses a configuration with a key roslan cannot honour (see [`NetConf::unsupported`]).
     pub fn refuse_unsupported(&self) -> Result<(), Error> {
         match &self.unsupported {

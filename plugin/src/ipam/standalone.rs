@@ -79,12 +79,12 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
             None
         }
         Command::Status => {
-            crate::commands::require_1_1(conf, "STATUS")?;
+            conf.require_1_1("STATUS")?;
             super::status(request, conf)?;
             None
         }
         Command::Gc => {
-            crate::commands::gc::gc(request, conf, value)?;
+            super::gc(request, conf, value)?;
             None
         }
         Command::Version => unreachable!("answered before the configuration is read"),
