@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -162,7 +162,8 @@ impl Catalog {
             let Some(ip) = entry.file_name().to_str().and_then(parse_address) else {
                 continue;
             };
-            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            // fstatat on the listing's descriptor, not following a link: no walk of the whole path.
+            let Ok(meta) = entry.metadata() else {
                 continue;
             };
             if !meta.is_file() || meta.nlink() > 1 {
@@ -175,7 +176,7 @@ impl Catalog {
             let line = match known.get(&ip) {
                 Some(line) if line.version == version => (*line).clone(),
                 _ => {
-                    let Some(owner) = read_small(&entry.path()).and_then(|text| Owner::parse(&text)) else {
+                    let Some(owner) = read_listed(&entry.path(), &meta).and_then(|text| Owner::parse(&text)) else {
                         continue;
                     };
                     Line {
@@ -216,6 +217,28 @@ impl Catalog {
         let complete = self.dir.join(COMPLETE);
         super::overwrite(&complete, b"").map_err(IpamError::io("mark the catalog complete", complete))
     }
+}
+
+/// Reads a reservation file that the listing's `lstat` (`listed`) showed to be a regular file: opened
+/// without following a link and without blocking, and read only if it is still that file. The first
+/// catch-up after 10,000 foreign reservations reads them all, so it skips the second `lstat` that
+/// [`read_small`] makes for a path it knows nothing about.
+fn read_listed(path: &Path, listed: &fs::Metadata) -> Option<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow() | (nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.ino() != listed.ino() || meta.dev() != listed.dev() {
+        return None;
+    }
+    let mut data = Vec::new();
+    file.take(super::MAX_RECORD + 1).read_to_end(&mut data).ok()?;
+    if data.len() as u64 > super::MAX_RECORD {
+        return None;
+    }
+    String::from_utf8(data).ok()
 }
 
 /// Writes a file under a temporary name and renames it into place, so that a reader (or a crash)
