@@ -89,7 +89,8 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// The catalog in `dir` (created by the index) over the network directory `truth`.
+    /// The catalog in `dir` (created by the first catch-up, so that an ADD never pays for it) over
+    /// the network directory `truth`.
     pub(crate) fn new(dir: PathBuf, truth: &Path) -> Catalog {
         Catalog {
             dir,
@@ -153,6 +154,8 @@ impl Catalog {
         if self.is_complete() {
             return Ok(());
         }
+        super::refuse_symlink(&self.dir)?;
+        fs::create_dir_all(&self.dir).map_err(IpamError::io("create index directory", &self.dir))?;
         let names: Vec<String> = (0..BUCKETS).map(|b| format!("{b:02x}")).collect();
         let old: Vec<Vec<Line>> = names.iter().map(|name| self.read_bucket(name)).collect();
         let known: HashMap<IpAddr, &Line> = old.iter().flatten().map(|line| (line.ip, line)).collect();

@@ -91,7 +91,6 @@ impl Index {
             root.clone(),
             root.join("owners"),
             root.join("sets"),
-            root.join("catalog"),
         ] {
             super::refuse_symlink(&dir)?;
             fs::create_dir_all(&dir).map_err(IpamError::io("create index directory", &dir))?;
