@@ -21,4 +21,4 @@ mod proptests;
 pub use allocator::{Allocation, allocate, check_disjoint};
 pub use error::IpamError;
 pub use range::{Range, RangeSet, RangeSpec};
-pub use store::{Entry, LockedStore, Owner, PodRef, Store};
+pub use store::{Entry, Free, LockedStore, Owner, PodRef, Store};

@@ -3,8 +3,9 @@
 //! Ground truth is what host-local would see: the files in the directory. After every step of a random
 //! history (allocations, requested addresses, releases, reservations and releases made directly in the
 //! directory the way host-local makes them, and processes killed before the index was stamped), every
-//! owner's lookup must equal a full scan, and every allocation must be exactly the address host-local's
-//! round-robin walk would pick.
+//! owner's lookup must equal a full scan, what ADD knows without reading foreign files must be part of
+//! it (all of it for roslan's own owners), and every allocation must be exactly the address
+//! host-local's round-robin walk would pick.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -151,6 +152,17 @@ proptest! {
             }
             let scan = truth(&dir);
             let locked = store.lock().unwrap();
+            // What ADD's duplicate check sees without reading foreign files: everything roslan
+            // reserved, and never an address the owner does not hold.
+            for o in 0..9 {
+                let mut want: Vec<IpAddr> = scan.iter().filter(|(_, w)| **w == owner(o)).map(|(ip, _)| *ip).collect();
+                want.sort();
+                let known = locked.find_known(&owner(o)).unwrap();
+                prop_assert!(known.iter().all(|ip| want.contains(ip)), "owner c{} known {:?}, holds {:?}", o, known, want);
+                if o < 6 {
+                    prop_assert_eq!(known, want, "roslan's own reservations are always known (c{})", o);
+                }
+            }
             for o in 0..9 {
                 let mut want: Vec<IpAddr> = scan.iter().filter(|(_, w)| **w == owner(o)).map(|(ip, _)| *ip).collect();
                 want.sort();

@@ -41,6 +41,34 @@ pub struct ConfigProblem {
     pub key: String,
     /// What is wrong and the expected form.
     pub message: String,
+    /// Which commands the problem stops, said by the code that found it.
+    pub scope: Scope,
+}
+
+/// Who reads a configuration key, and so which commands a problem with it must stop. Ordered: each
+/// scope is read by everything the one before it is read by, and more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Only the main plugin (the master, the link, multicast): ADD, CHECK and STATUS refuse the
+    /// problem; DEL and GC go on, so that pods can always be torn down.
+    #[default]
+    Plugin,
+    /// The IPAM reads it too (its section, the requested addresses, the version): the standalone
+    /// `roslan-ipam` refuses it as well.
+    Ipam,
+    /// DEL and GC need it to find the reservations (`name`, `ipam.dataDir`): every command refuses it.
+    Store,
+}
+
+impl ConfigProblem {
+    /// A problem with `key` that concerns only the main plugin ([`Scope::Plugin`]).
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+            scope: Scope::Plugin,
+        }
+    }
 }
 
 impl fmt::Display for ConfigProblem {
@@ -209,10 +237,7 @@ impl Error {
 
     /// Shorthand for a single configuration problem.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Config(vec![ConfigProblem {
-            key: key.into(),
-            message: message.into(),
-        }])
+        Error::Config(vec![ConfigProblem::new(key, message)])
     }
 
     /// Shorthand for a netlink failure during `op`.

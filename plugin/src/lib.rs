@@ -125,10 +125,7 @@ fn start_log(conf: &NetConf, request: &Request, role: &str, problems: &mut Vec<C
         ),
     );
     if let Err(message) = opened {
-        problems.push(ConfigProblem {
-            key: "logFile".into(),
-            message,
-        });
+        problems.push(ConfigProblem::new("logFile", message));
     }
     for line in &conf.warnings {
         warn!("{line}");

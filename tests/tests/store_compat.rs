@@ -74,3 +74,86 @@ fn roslan_releases_what_host_local_wrote() {
         assert!(!dir.join("10.77.1.200").exists());
     }
 }
+
+/// Writes `count` reservations the way host-local does (exclusive create, `id\r\nifname`, then the
+/// cursor), for containers roslan has never seen, from `first` on.
+fn host_local_writes(dir: &std::path::Path, first: std::net::Ipv4Addr, count: u32) -> Vec<String> {
+    use std::io::Write;
+    let mut written = Vec::new();
+    for i in 0..count {
+        let ip = std::net::Ipv4Addr::from(u32::from(first) + i).to_string();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(&ip))
+            .unwrap();
+        file.write_all(format!("{:064x}\r\neth0", i + 1).as_bytes()).unwrap();
+        written.push(ip);
+    }
+    std::fs::write(dir.join("last_reserved_ip.0"), written.last().unwrap()).unwrap();
+    written
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root and network namespaces: run `make test` as root"
+)]
+fn thousands_of_foreign_reservations_are_avoided_released_and_collected() {
+    let lan = Lan::new();
+    let mut conf = lan.config("1.1.0");
+    conf["ipam"]["ranges"][0][0]["rangeEnd"] = "10.77.40.250".into();
+    let dir = lan.data_dir().join("ros-lan");
+    // roslan has used the directory: its index is current when the other program writes.
+    let first = lan.pod();
+    let first_ip = result_ip(&lan.add(&first, "net1", &conf), 0);
+    assert_eq!(first_ip, "10.77.1.10");
+    let foreign = host_local_writes(&dir, "10.77.1.11".parse().unwrap(), 3000);
+
+    // ADD continues after host-local's cursor, on an address no foreign file names.
+    let pod = lan.pod();
+    let ip = result_ip(&lan.add(&pod, "net1", &conf), 0);
+    assert_eq!(ip, "10.77.12.195", "the address after host-local's last (10.77.12.194)");
+    assert!(!foreign.contains(&ip));
+    assert_eq!(
+        std::fs::read(dir.join(&ip)).unwrap(),
+        format!("{}\r\nnet1", pod.id).into_bytes()
+    );
+
+    // DEL of a foreign-written reservation by its container ID (no namespace: the container is gone).
+    let victim = &foreign[1234];
+    let reply = lan.call(&Call::roslan("DEL", &format!("{:064x}", 1235), "", "eth0", &conf));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(
+        !dir.join(victim).exists(),
+        "DEL released the foreign reservation {victim}"
+    );
+    assert_eq!(lan.reservations("ros-lan").len(), 3000 - 1 + 2);
+    // And a second one, after the first DEL read the other owners.
+    let reply = lan.call(&Call::roslan("DEL", &format!("{:064x}", 7), "", "eth0", &conf));
+    assert_eq!(reply.status, 0, "{reply}");
+    assert!(!dir.join(&foreign[6]).exists());
+
+    // CHECK of roslan's own attachment still finds its reservation.
+    let mut check = conf.clone();
+    let checked = lan.pod();
+    let checked_result = lan.add(&checked, "net1", &conf);
+    check["prevResult"] = checked_result.clone();
+    let reply = lan.call(&Call::roslan("CHECK", &checked.id, &checked.path(), "net1", &check));
+    assert_eq!(reply.status, 0, "{reply}");
+
+    // GC keeps the listed attachments and releases every foreign reservation.
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([
+        {"containerID": first.id, "ifname": "net1"},
+        {"containerID": pod.id, "ifname": "net1"},
+        {"containerID": checked.id, "ifname": "net1"},
+    ]);
+    let reply = lan.call(&Call::roslan("GC", "", "", "", &gc));
+    assert_eq!(reply.status, 0, "{reply}");
+    let mut left = lan.reservations("ros-lan");
+    left.sort();
+    let mut want = vec![first_ip, ip, result_ip(&checked_result, 0)];
+    want.sort();
+    assert_eq!(left, want, "GC left only the listed attachments' addresses");
+}

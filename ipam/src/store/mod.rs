@@ -16,7 +16,11 @@
 //! Finding an attachment's addresses or a free address would mean reading every file (host-local's cost,
 //! 46 ms per ADD at 10,000 reservations); the [`index`] next to the directory makes both independent of
 //! the number of reservations and stays correct when host-local or anything else changes the directory.
+//! What another program wrote is indexed by name from one listing; its owners are read only when a
+//! DEL, CHECK or GC needs them ([`catalog`]), so the first ADD after host-local wrote 10,000
+//! reservations does not read 10,000 files.
 
+mod catalog;
 mod index;
 mod sticky;
 
@@ -38,6 +42,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 const LOCK_FILE: &str = "lock";
 const LINE_BREAK: &str = "\r\n";
+/// The container ID of a foreign host's mark ([`Owner::foreign`]).
+const FOREIGN_HOST: &str = "foreign-host";
 
 /// Who holds an address: the attachment (container ID, interface name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +61,18 @@ impl Owner {
             container_id: container_id.into(),
             ifname: ifname.into(),
         }
+    }
+
+    /// The owner recorded for an address that another device on the LAN answered for (an ARP probe
+    /// or IPv6 DAD), `evidence` saying how it was seen: host-local and roslan both see the address as
+    /// taken, GC releases the mark so that it is probed again later, and the doctor lists the marks.
+    pub fn foreign(evidence: &str) -> Owner {
+        Owner::new(FOREIGN_HOST, evidence)
+    }
+
+    /// Whether this is a foreign host's mark ([`Owner::foreign`]).
+    pub fn is_foreign(&self) -> bool {
+        self.container_id == FOREIGN_HOST
     }
 
     /// The exact bytes host-local writes into a reservation file.
@@ -89,6 +107,18 @@ impl std::fmt::Display for Owner {
             write!(f, "container {} interface {}", self.container_id, self.ifname)
         }
     }
+}
+
+/// What the index says about the free addresses of a range set ([`LockedStore::next_free`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Free {
+    /// This address is the next free one in round-robin order.
+    Address(IpAddr),
+    /// Every address of the set is taken.
+    Exhausted,
+    /// The index cannot tell (no index for this lock, or a set too large for a bitmap): try each
+    /// address in turn, as host-local does.
+    Unknown,
 }
 
 /// One reservation found on disk.
@@ -160,6 +190,22 @@ pub fn check_network_name(network: &str) -> Result<(), IpamError> {
     } else {
         Ok(())
     }
+}
+
+/// The networks that have a directory under `data_dir`, from one listing, sorted: what the doctor
+/// shows when it has no configuration. roslan's own area (`.roslan`) and anything that cannot be a
+/// network's directory (a link, a file, a name [`check_network_name`] refuses) are left out.
+pub fn networks(data_dir: &Path) -> Result<Vec<String>, IpamError> {
+    refuse_symlink(data_dir)?;
+    let entries = fs::read_dir(data_dir).map_err(IpamError::io("list", data_dir))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| check_network_name(name).is_ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 impl Store {
@@ -260,6 +306,23 @@ impl Store {
         }
         Ok(locked)
     }
+}
+
+/// What the index holds for `owner`: its owner links and the catalog's checked lines, the
+/// exact record first, then (for an attachment with an interface name) the old ID-only files.
+fn indexed(index: &index::Index, owner: &Owner) -> Vec<IpAddr> {
+    let both = |owner: &Owner| {
+        let mut held = index.lookup(owner);
+        held.extend(index.catalog().lookup(owner));
+        held.sort();
+        held.dedup();
+        held
+    };
+    let exact = both(owner);
+    if !exact.is_empty() || owner.ifname.is_empty() {
+        return exact;
+    }
+    both(&Owner::new(owner.container_id.trim(), ""))
 }
 
 /// The largest reservation, cursor or stamp file read: a record is a container ID and an interface
@@ -378,17 +441,18 @@ impl LockedStore<'_> {
         Ok(true)
     }
 
-    /// The first address of `set` that the index knows to be free, in round-robin order after
-    /// `after`. `None` when the index cannot answer (no index, or a set too large for a bitmap);
-    /// `Some(None)` when the set is full.
-    pub fn next_free(&mut self, set: &RangeSet, after: Option<IpAddr>) -> Result<Option<Option<IpAddr>>, IpamError> {
-        let Some(index) = &self.index else { return Ok(None) };
+    /// The first address of `set` that the index knows to be free, in round-robin order after `after`.
+    /// Only a hint: the reservation is still the exclusive create, which may find the address taken.
+    pub fn next_free(&mut self, set: &RangeSet, after: Option<IpAddr>) -> Result<Free, IpamError> {
+        let Some(index) = &self.index else {
+            return Ok(Free::Unknown);
+        };
         match index.bitmap(set) {
-            Ok(Some(bitmap)) => Ok(Some(bitmap.next_free(after))),
-            Ok(None) => Ok(None),
+            Ok(Some(bitmap)) => Ok(bitmap.next_free(after).map_or(Free::Exhausted, Free::Address)),
+            Ok(None) => Ok(Free::Unknown),
             Err(_) => {
                 self.drop_index();
-                Ok(None)
+                Ok(Free::Unknown)
             }
         }
     }
@@ -431,15 +495,31 @@ impl LockedStore<'_> {
         Ok(entries)
     }
 
-    /// Addresses held by `owner` (exact record first; old ID-only files count too, as in host-local).
+    /// Addresses held by `owner` (exact record first; old ID-only files count too, as in host-local),
+    /// every one of them: files another program wrote are read if the index has not seen them yet. DEL
+    /// and CHECK ask this.
     pub fn find(&self, owner: &Owner) -> Result<Vec<IpAddr>, IpamError> {
-        if let Some(index) = &self.index {
-            let exact = index.lookup(owner);
-            if !exact.is_empty() || owner.ifname.is_empty() {
-                return Ok(exact);
-            }
-            return Ok(index.lookup(&Owner::new(owner.container_id.trim(), "")));
+        if let Some(index) = &self.index
+            && index.catalog().catch_up().is_ok()
+        {
+            return Ok(indexed(index, owner));
         }
+        self.scan(owner)
+    }
+
+    /// Addresses held by `owner` as far as the index knows without reading files it has not seen: all
+    /// that roslan reserved, and those of other programs that a DEL, CHECK or GC has read before. ADD
+    /// asks this for its duplicate check, so that its cost does not grow with what host-local wrote;
+    /// without an index it is [`LockedStore::find`].
+    pub fn find_known(&self, owner: &Owner) -> Result<Vec<IpAddr>, IpamError> {
+        match &self.index {
+            Some(index) => Ok(indexed(index, owner)),
+            None => self.scan(owner),
+        }
+    }
+
+    /// host-local's way: read every file.
+    fn scan(&self, owner: &Owner) -> Result<Vec<IpAddr>, IpamError> {
         let entries = self.entries()?;
         let exact: Vec<IpAddr> = entries.iter().filter(|e| &e.owner == owner).map(|e| e.ip).collect();
         if !exact.is_empty() {
@@ -524,6 +604,166 @@ mod tests {
         let mut locked = store.lock().unwrap();
         assert_eq!(locked.release_owner(&Owner::new("old-id", "eth0")).unwrap().len(), 1);
         drop(locked);
+        fs::remove_dir_all(&data).unwrap();
+    }
+
+    /// Writes reservations the way host-local does (O_EXCL create, record, cursor), for foreign owners.
+    fn host_local_writes(dir: &Path, ips: impl Iterator<Item = IpAddr>) {
+        let mut last = None;
+        for ip in ips {
+            let owner = Owner::new(format!("hl-{ip}"), "eth0");
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(ip.to_string()))
+                .unwrap();
+            file.write_all(owner.record().as_bytes()).unwrap();
+            last = Some(ip);
+        }
+        if let Some(ip) = last {
+            fs::write(dir.join("last_reserved_ip.0"), ip.to_string()).unwrap();
+        }
+    }
+
+    fn set_of(start: &str, end: &str) -> RangeSet {
+        RangeSet::new(&[crate::RangeSpec {
+            subnet: Some("10.1.0.0/16".parse().unwrap()),
+            range_start: Some(start.parse().unwrap()),
+            range_end: Some(end.parse().unwrap()),
+            gateway: None,
+        }])
+        .unwrap()
+    }
+
+    fn catalog_files(data: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(data.join(".roslan/net/catalog"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn many_foreign_reservations_are_indexed_by_name_and_read_only_for_del() {
+        let data = tmp();
+        let store = Store::open(&data, "net").unwrap();
+        let dir = data.join("net");
+        let set = set_of("10.1.0.1", "10.1.15.254");
+        // roslan has used the directory before: its index is current.
+        let mine = Owner::new("roslan-pod", "net1");
+        let first = crate::allocate(&mut store.lock().unwrap(), std::slice::from_ref(&set), &mine, &[], &[]).unwrap();
+        // 10.1.0.1 is the default gateway.
+        assert_eq!(first[0].ip, "10.1.0.2".parse::<IpAddr>().unwrap());
+        // host-local writes 3000 reservations after it: 10.1.0.3 to 10.1.11.186.
+        let foreign: Vec<IpAddr> = set.iter_from(Some(first[0].ip)).map(|c| c.ip).take(3000).collect();
+        host_local_writes(&dir, foreign.iter().copied());
+
+        // ADD: the address after host-local's cursor, and not one foreign file read (the catalog is
+        // untouched and still incomplete).
+        let pod = Owner::new("roslan-pod-2", "net1");
+        let mut locked = store.lock().unwrap();
+        assert!(locked.indexed());
+        let got = crate::allocate(&mut locked, std::slice::from_ref(&set), &pod, &[], &[]).unwrap();
+        assert_eq!(got[0].ip, "10.1.11.187".parse::<IpAddr>().unwrap());
+        assert!(!foreign.contains(&got[0].ip));
+        drop(locked);
+        assert_eq!(catalog_files(&data), Vec::<String>::new());
+
+        // DEL of a foreign-written reservation by its container ID: found, released, and the catalog
+        // now holds the other owners.
+        let victim = foreign[1234];
+        let owner = Owner::new(format!("hl-{victim}"), "eth0");
+        let mut locked = store.lock().unwrap();
+        assert_eq!(locked.release_owner(&owner).unwrap(), vec![victim]);
+        drop(locked);
+        assert!(!dir.join(victim.to_string()).exists());
+        let files = catalog_files(&data);
+        assert!(files.contains(&"complete".to_string()) && files.len() > 32, "{files:?}");
+
+        // The next lookups come from the catalog and the owner links, checked against the files.
+        let locked = store.lock().unwrap();
+        assert_eq!(
+            locked.find(&Owner::new(format!("hl-{}", foreign[7]), "eth0")).unwrap(),
+            vec![foreign[7]]
+        );
+        assert_eq!(
+            locked
+                .find_known(&Owner::new(format!("hl-{}", foreign[8]), "eth0"))
+                .unwrap(),
+            vec![foreign[8]]
+        );
+        assert_eq!(locked.find(&mine).unwrap(), vec![first[0].ip]);
+        assert_eq!(locked.find(&owner).unwrap(), Vec::<IpAddr>::new());
+        // Every reservation is still there for host-local and for GC.
+        assert_eq!(locked.entries().unwrap().len(), 3000 - 1 + 2);
+        drop(locked);
+        fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn a_foreign_file_replaced_under_its_name_is_read_again() {
+        let data = tmp();
+        let store = Store::open(&data, "net").unwrap();
+        let dir = data.join("net");
+        drop(store.lock().unwrap());
+        let ip: IpAddr = "10.1.0.9".parse().unwrap();
+        host_local_writes(&dir, std::iter::once(ip));
+        let old = Owner::new(format!("hl-{ip}"), "eth0");
+        assert_eq!(store.lock().unwrap().find(&old).unwrap(), vec![ip]);
+        // host-local releases it and gives it to another container (the inode number may be reused).
+        fs::remove_file(dir.join(ip.to_string())).unwrap();
+        let new = Owner::new("hl-other", "eth0");
+        fs::write(dir.join(ip.to_string()), new.record()).unwrap();
+        let mut locked = store.lock().unwrap();
+        assert_eq!(locked.find_known(&old).unwrap(), Vec::<IpAddr>::new());
+        assert_eq!(locked.find(&old).unwrap(), Vec::<IpAddr>::new());
+        assert_eq!(locked.find(&new).unwrap(), vec![ip]);
+        assert_eq!(locked.release_owner(&new).unwrap(), vec![ip]);
+        drop(locked);
+        // A legacy ID-only file written later is found by its container ID for any interface.
+        fs::write(dir.join("10.1.0.10"), "legacy-id").unwrap();
+        let mut locked = store.lock().unwrap();
+        assert_eq!(locked.release_owner(&Owner::new("legacy-id", "net1")).unwrap().len(), 1);
+        drop(locked);
+        fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_of_a_killed_roslan_is_found_by_del() {
+        let data = tmp();
+        let store = Store::open(&data, "net").unwrap();
+        drop(store.lock().unwrap());
+        // A roslan process died after creating the file and before linking it: one link, real mtime.
+        let owner = Owner::new("crashed", "net1");
+        fs::write(data.join("net/10.1.0.3"), owner.record()).unwrap();
+        let mut locked = store.lock().unwrap();
+        assert_eq!(
+            locked.release_owner(&owner).unwrap(),
+            vec!["10.1.0.3".parse::<IpAddr>().unwrap()]
+        );
+        drop(locked);
+        fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn foreign_marks_and_networks_are_the_stores_own_words() {
+        let mark = Owner::foreign("arp 02:00:00:00:00:01");
+        assert_eq!(mark.record(), "foreign-host\r\narp 02:00:00:00:00:01");
+        assert!(mark.is_foreign() && Owner::parse(&mark.record()).unwrap().is_foreign());
+        assert!(!Owner::new("c1", "net1").is_foreign());
+        let data = tmp();
+        let store = Store::open(&data, "net-b").unwrap();
+        drop(store.lock().unwrap());
+        Store::open(&data, "net-a").unwrap();
+        fs::write(data.join("not-a-network"), "").unwrap();
+        std::os::unix::fs::symlink("/tmp", data.join("linked")).unwrap();
+        // The index's area (.roslan, created by the lock) is not a network.
+        assert!(data.join(".roslan").is_dir());
+        assert_eq!(networks(&data).unwrap(), ["net-a", "net-b"]);
         fs::remove_dir_all(&data).unwrap();
     }
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{AccessFlags, access};
 use roslan_ipam_core::blocks::file::{AgentStatus, ApiState, NodeBlocks, status_path};
-use roslan_ipam_core::store::DEFAULT_DATA_DIR;
-use roslan_ipam_core::{Entry, RangeSet, Store};
+use roslan_ipam_core::store::{DEFAULT_DATA_DIR, networks};
+use roslan_ipam_core::{Entry, IpamError, RangeSet, Store};
 use serde_json::{Value, json};
 
 use super::args::{self, Spec};
@@ -47,8 +47,6 @@ const DEFAULT_QUERIER_WAIT: Duration = Duration::from_secs(3);
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How long the installed binary may take to answer VERSION.
 const BINARY_WAIT: Duration = Duration::from_secs(5);
-/// What the IPAM marks addresses with that an ARP probe found in use by a LAN device.
-const FOREIGN_OWNER: &str = "foreign-host";
 
 const SPEC: Spec = &[
     ("--config", true),
@@ -760,10 +758,6 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
     rx.recv_timeout(limit).ok()
 }
 
-fn is_symlink(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
 /// Why `dir` is unusable, or `None` when it is a writable directory or can be created.
 fn dir_problem(dir: &Path) -> Option<(String, String)> {
     let shown = dir.display();
@@ -802,17 +796,12 @@ fn dir_problem(dir: &Path) -> Option<(String, String)> {
     }
 }
 
-/// Reservation files (named by address) in a network directory, read without the lock: for a count.
-fn count_files(dir: &Path) -> usize {
-    fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<IpAddr>().is_ok()))
-                .count()
-        })
-        .unwrap_or(0)
+/// Reservations of a network, counted from one listing without the lock (the store's own snapshot).
+fn count_reservations(data_dir: &Path, network: &str) -> usize {
+    match Store::open_existing(data_dir, network) {
+        Ok(Some(store)) => store.addresses().map_or(0, |ips| ips.len()),
+        _ => 0,
+    }
 }
 
 fn plugin_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
@@ -879,19 +868,11 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
     }
     let Some(network) = network else {
         // No configuration: say what the default directory holds.
-        let mut networks: Vec<String> = fs::read_dir(&data_dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        format!("{name} ({} reservations)", count_files(&e.path()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        networks.sort();
+        let networks: Vec<String> = networks(&data_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| format!("{name} ({} reservations)", count_reservations(&data_dir, &name)))
+            .collect();
         out.push(Finding::pass(
             "ipam-dir",
             if networks.is_empty() {
@@ -903,22 +884,30 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
         return;
     };
     let net_dir = data_dir.join(&network);
-    if is_symlink(&net_dir) {
-        out.push(Finding::fail(
-            "ipam-dir",
-            format!(
-                "{} is a symbolic link: roslan never follows it, so every ADD on this network fails (CNI code 5)",
-                net_dir.display()
-            ),
-            "make it a real directory (move the reservations into it)",
-        ));
-        return;
-    }
-    let entries: Vec<Entry> = if net_dir.is_dir() {
-        let (dir, name) = (data_dir.clone(), network.clone());
+    let store = match Store::open_existing(&data_dir, &network) {
+        Ok(store) => store,
+        Err(IpamError::Symlink(link)) if link == net_dir => {
+            out.push(Finding::fail(
+                "ipam-dir",
+                format!(
+                    "{} is a symbolic link: roslan never follows it, so every ADD on this network fails (CNI code 5)",
+                    net_dir.display()
+                ),
+                "make it a real directory (move the reservations into it)",
+            ));
+            return;
+        }
+        Err(err) => {
+            out.push(Finding::fail(
+                "ipam-dir",
+                format!("{}: {err}", net_dir.display()),
+                "fix the directory's permissions or filesystem; ADD and DEL need it",
+            ));
+            return;
+        }
+    };
+    let entries: Vec<Entry> = if let Some(store) = store {
         let read = within(LOCK_WAIT, move || -> Result<Vec<Entry>, String> {
-            let store = Store::open_existing(&dir, &name).map_err(|e| e.to_string())?;
-            let Some(store) = store else { return Ok(Vec::new()) };
             let locked = store.lock().map_err(|e| e.to_string())?;
             locked.entries().map_err(|e| e.to_string())
         });
@@ -949,10 +938,7 @@ fn check_ipam(conf: Option<&NetConf>, bin_dirs: &[PathBuf], out: &mut Vec<Findin
     } else {
         Vec::new()
     };
-    let foreign: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.owner.container_id == FOREIGN_OWNER)
-        .collect();
+    let foreign: Vec<&Entry> = entries.iter().filter(|e| e.owner.is_foreign()).collect();
     out.push(Finding::pass(
         "ipam-dir",
         if net_dir.is_dir() {

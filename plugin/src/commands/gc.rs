@@ -9,9 +9,7 @@ use crate::config::NetConf;
 use crate::error::Error;
 use crate::ipam;
 
-/// Runs GC.
+/// Runs GC: all of it is the IPAM's ([`ipam::gc`]), which `roslan-ipam` runs the same way.
 pub fn gc(request: &Request, conf: &NetConf, raw: &Value) -> Result<(), Error> {
-    super::require_1_1(conf, "GC")?;
-    let valid = ipam::valid_attachments(raw)?;
-    ipam::gc(request, conf, &valid)
+    ipam::gc(request, conf, raw)
 }

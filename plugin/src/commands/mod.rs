@@ -53,21 +53,6 @@ impl Attachment {
     }
 }
 
-/// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
-/// code 1, as the Go library does.
-pub fn require_1_1(conf: &NetConf, command: &str) -> Result<(), Error> {
-    if conf.version.has_status_and_gc() {
-        Ok(())
-    } else {
-        Err(Error::IncompatibleVersion {
-            detail: format!(
-                "config version {} does not allow {command}; {command} needs cniVersion 1.1.0",
-                conf.version
-            ),
-        })
-    }
-}
-
 /// The multicast destinations an attachment routes through its interface, never with a gateway: every
 /// multicast destination in `listed` (the IPAM's routes at ADD, prevResult's at CHECK), then
 /// `multicast.routes`, each once; IPv6 ones only when the interface has an IPv6 address of its own, since

@@ -12,7 +12,7 @@ use crate::netlink::Runtime;
 
 /// Runs STATUS.
 pub fn status(request: &Request, conf: &NetConf) -> Result<(), Error> {
-    super::require_1_1(conf, "STATUS")?;
+    conf.require_1_1("STATUS")?;
     let runtime = Runtime::new()?;
     let host = runtime.connect()?;
     if let Err(err) = resolve_master(&host, &conf.master) {

@@ -9,19 +9,29 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-use crate::error::ConfigProblem;
+use crate::error::{ConfigProblem, Scope};
 
-/// Problems found while reading; the caller decides whether they are fatal.
+/// Problems found while reading, each with the scope of the key being read when it was found; the
+/// caller decides from the scopes whether they are fatal.
 #[derive(Debug, Default)]
-pub struct Problems(pub Vec<ConfigProblem>);
+pub struct Problems(pub Vec<ConfigProblem>, Scope);
 
 impl Problems {
-    /// Records a problem with `key`.
+    /// Records a problem with `key`, in the scope being read.
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem {
-            key: key.into(),
-            message: message.into(),
+            scope: self.1,
+            ..ConfigProblem::new(key, message)
         });
+    }
+
+    /// Runs `read` with every problem it records in `scope`: the code reading a key says who else
+    /// reads it, instead of a list of key names matched afterwards.
+    pub fn within<T>(&mut self, scope: Scope, read: impl FnOnce(&mut Problems) -> T) -> T {
+        let outer = std::mem::replace(&mut self.1, scope);
+        let out = read(self);
+        self.1 = outer;
+        out
     }
 
     /// True when nothing was recorded.

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::fields::{Obj, Problems, type_name};
 use super::warn_unknown;
 use crate::cni::{Route, Version};
+use crate::error::Scope;
 
 /// `ipam.type` values served in-process with host-local's semantics and on-disk format.
 pub const BUILTIN_TYPES: &[&str] = &["host-local", "roslan-ipam"];
@@ -263,20 +264,24 @@ pub fn parse(
             }
         }
     }
-    let data_dir = PathBuf::from(
-        ipam.string("dataDir", problems)
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-    );
-    if !data_dir.is_absolute() {
-        problems.push(
-            "ipam.dataDir",
-            format!(
-                "{} is relative; use an absolute path such as {DEFAULT_DATA_DIR}",
-                data_dir.display()
-            ),
+    // DEL and GC find the reservations here: a problem with it stops them too.
+    let data_dir = problems.within(Scope::Store, |problems| {
+        let data_dir = PathBuf::from(
+            ipam.string("dataDir", problems)
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         );
-    }
+        if !data_dir.is_absolute() {
+            problems.push(
+                "ipam.dataDir",
+                format!(
+                    "{} is relative; use an absolute path such as {DEFAULT_DATA_DIR}",
+                    data_dir.display()
+                ),
+            );
+        }
+        data_dir
+    });
     let resolv_conf = ipam
         .string("resolvConf", problems)
         .filter(|p| !p.is_empty())

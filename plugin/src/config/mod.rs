@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::cni::env::is_valid_identifier;
 use crate::cni::{CniResult, Command, Dns, Version};
-use crate::error::{ConfigProblem, Error};
+use crate::error::{ConfigProblem, Error, Scope};
 use crate::log::Level;
 use crate::mac::Mac;
 pub use fields::{Obj, Problems, closest};
@@ -173,27 +173,34 @@ impl NetConf {
         let mut problems = Problems::default();
         let mut warnings = Vec::new();
 
-        let version_text = obj.string("cniVersion", &mut problems);
+        // The version decides how an IPAM reads its section too.
+        let version_text = problems.within(Scope::Ipam, |problems| obj.string("cniVersion", problems));
         let version = parse_version(version_text.as_deref())?;
-        if let Some(list) = obj.array("cniVersions", &mut problems)
-            && list.iter().any(|v| !v.is_string())
-        {
-            problems.push(
-                "cniVersions",
-                "expected an array of version strings such as [\"1.0.0\", \"1.1.0\"]",
-            );
-        }
+        problems.within(Scope::Ipam, |problems| {
+            if let Some(list) = obj.array("cniVersions", problems)
+                && list.iter().any(|v| !v.is_string())
+            {
+                problems.push(
+                    "cniVersions",
+                    "expected an array of version strings such as [\"1.0.0\", \"1.1.0\"]",
+                );
+            }
+        });
 
-        let name_present = obj.get("name").is_some();
-        let name = obj.string("name", &mut problems).unwrap_or_default();
-        if name.is_empty() && (!name_present || root.get("name").is_some_and(Value::is_string)) {
-            problems.push(
-                "name",
-                "missing network name; set \"name\" (letters, digits, '_', '.', '-')",
-            );
-        } else if !is_valid_identifier(&name) || name.len() > 255 {
-            problems.push("name", format!("{name:?} is not a valid network name: it must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$ and be at most 255 bytes"));
-        }
+        // The name is the store's directory: without it DEL and GC cannot find the reservations.
+        let name = problems.within(Scope::Store, |problems| {
+            let name_present = obj.get("name").is_some();
+            let name = obj.string("name", problems).unwrap_or_default();
+            if name.is_empty() && (!name_present || root.get("name").is_some_and(Value::is_string)) {
+                problems.push(
+                    "name",
+                    "missing network name; set \"name\" (letters, digits, '_', '.', '-')",
+                );
+            } else if !is_valid_identifier(&name) || name.len() > 255 {
+                problems.push("name", format!("{name:?} is not a valid network name: it must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$ and be at most 255 bytes"));
+            }
+            name
+        });
         let plugin_type = obj.string("type", &mut problems).unwrap_or_default();
 
         let master = match obj.string("master", &mut problems) {
@@ -267,16 +274,16 @@ impl NetConf {
             if let Some(found) = mac_of(&mut cni, "mac", &mut problems) {
                 mac_override = Some((found, "args.cni.mac"));
             }
-            requested_ips.extend(requested_list(&mut cni, &mut problems));
+            requested_ips.extend(problems.within(Scope::Ipam, |problems| requested_list(&mut cni, problems)));
             cni.allow(&["labels"]);
         }
         if let Some(mut runtime) = obj.object("runtimeConfig", &mut problems) {
             if let Some(found) = mac_of(&mut runtime, "mac", &mut problems) {
                 mac_override = Some((found, "runtimeConfig.mac"));
             }
-            requested_ips.extend(requested_list(&mut runtime, &mut problems));
-            runtime_ranges = runtime
-                .array("ipRanges", &mut problems)
+            requested_ips.extend(problems.within(Scope::Ipam, |problems| requested_list(&mut runtime, problems)));
+            runtime_ranges = problems
+                .within(Scope::Ipam, |problems| runtime.array("ipRanges", problems))
                 .map(|sets| (runtime.key("ipRanges"), sets));
             // Other capabilities belong to other plugins in a chain; they are not roslan's to judge.
             runtime.allow(&[
@@ -291,7 +298,9 @@ impl NetConf {
             ]);
         }
 
-        let ipam = ipam::parse(&mut obj, version, runtime_ranges, &mut problems, &mut warnings);
+        let ipam = problems.within(Scope::Ipam, |problems| {
+            ipam::parse(&mut obj, version, runtime_ranges, problems, &mut warnings)
+        });
         if let (Some(mtu), IpamConf::Builtin(builtin)) = (mtu, &ipam)
             && mtu < MIN_MTU_IPV6
             && builtin
@@ -334,12 +343,13 @@ impl NetConf {
                 Level::Info
             }),
         };
+        // An IPAM reads the previous result too (CHECK's addresses).
         let prev_result = match obj.get("prevResult") {
             None => None,
             Some(prev) => match CniResult::from_json(prev, "prevResult") {
                 Ok(result) => Some(result),
                 Err(err) => {
-                    problems.push("prevResult", err.to_string());
+                    problems.within(Scope::Ipam, |problems| problems.push("prevResult", err.to_string()));
                     None
                 }
             },
@@ -373,6 +383,22 @@ impl NetConf {
         Ok((conf, problems.0))
     }
 
+    /// STATUS and GC exist from CNI 1.1.0 on; an older configuration asking for them is refused with
+    /// code 1, as the Go library does. Here, below both the plugin's commands and the standalone IPAM,
+    /// so that both ask the same question without one calling up into the other.
+    pub fn require_1_1(&self, command: &str) -> Result<(), Error> {
+        if self.version.has_status_and_gc() {
+            Ok(())
+        } else {
+            Err(Error::IncompatibleVersion {
+                detail: format!(
+                    "config version {} does not allow {command}; {command} needs cniVersion 1.1.0",
+                    self.version
+                ),
+            })
+        }
+    }
+
     /// Refuses a configuration with a key roslan cannot honour (see [`NetConf::unsupported`]).
     pub fn refuse_unsupported(&self) -> Result<(), Error> {
         match &self.unsupported {
@@ -387,13 +413,10 @@ impl NetConf {
 
 /// Refuses the configuration if `command` must not run with these problems (code 7, every problem
 /// listed): ADD, CHECK and STATUS refuse any; DEL and GC only those that keep them from finding the
-/// reservations (`name`, `ipam.dataDir`), so that pods can always be torn down.
+/// reservations ([`Scope::Store`]: `name`, `ipam.dataDir`), so that pods can always be torn down.
 pub fn refuse(command: Command, problems: Vec<ConfigProblem>) -> Result<(), Error> {
     let fatal: Vec<ConfigProblem> = if command.is_cleanup() {
-        problems
-            .into_iter()
-            .filter(|p| p.key == "name" || p.key.starts_with("ipam.dataDir"))
-            .collect()
+        problems.into_iter().filter(|p| p.scope == Scope::Store).collect()
     } else {
         problems
     };

@@ -9,19 +9,13 @@ use ipnetwork::IpNetwork;
 use roslan_ipam_core::blocks::file::NodeBlocks;
 use roslan_ipam_core::blocks::restrict;
 use roslan_ipam_core::file::{Links, read_regular};
-use roslan_ipam_core::{IpamError, LockedStore, Owner, PodRef, RangeSet, Store, allocate};
+use roslan_ipam_core::{Free, IpamError, LockedStore, Owner, PodRef, RangeSet, Store, allocate};
 
 use super::Assigned;
 use crate::cni::{Dns, IpConfig};
 use crate::config::{BuiltinIpam, NodeBlocksConf};
 use crate::error::Error;
 use crate::warn;
-
-/// The owner recorded for addresses a foreign host answered for (ARP probe or IPv6 DAD): host-local
-/// and roslan both see them as taken, and GC releases them so they are probed again later.
-pub fn foreign_owner(evidence: &str) -> Owner {
-    Owner::new("foreign-host", evidence)
-}
 
 /// The largest node-name file read: a Kubernetes node name is at most 253 bytes.
 pub const MAX_NODE_NAME_FILE: u64 = 4 << 10;
@@ -260,7 +254,7 @@ pub fn replace(
     let sets = ipam.sets_under_lock(network, early)?;
     locked.release(conflicting, owner)?;
     let index = sets.iter().position(|s| s.contains(conflicting)).unwrap_or(0);
-    locked.reserve(conflicting, &foreign_owner(evidence), index)?;
+    locked.reserve(conflicting, &Owner::foreign(evidence), index)?;
     let one = std::slice::from_ref(&sets[index]);
     let mut allocation = allocate(&mut locked, one, owner, &[], &[]).map_err(|err| match err {
         IpamError::Exhausted { set, .. } => exhausted_blocks(IpamError::Exhausted { index, set }.into(), network, ipam),
@@ -330,8 +324,10 @@ fn unavailable(err: Error) -> Error {
 }
 
 fn has_free(locked: &mut LockedStore<'_>, set: &RangeSet) -> Result<bool, Error> {
-    if let Some(answer) = locked.next_free(set, None)? {
-        return Ok(answer.is_some());
+    match locked.next_free(set, None)? {
+        Free::Address(_) => return Ok(true),
+        Free::Exhausted => return Ok(false),
+        Free::Unknown => {}
     }
     Ok(set
         .iter_from(None)

@@ -165,8 +165,16 @@ pub fn status(request: &Request, conf: &NetConf) -> Result<(), Error> {
     }
 }
 
-/// GC: releases reservations of attachments not in `valid`.
-pub fn gc(request: &Request, conf: &NetConf, valid: &[Owner]) -> Result<(), Error> {
+/// GC (CNI 1.1.0): releases the reservations of every attachment the runtime does not list in the
+/// configuration's `cni.dev/valid-attachments`. The plugin's GC and `roslan-ipam`'s are this.
+pub fn gc(request: &Request, conf: &NetConf, raw: &Value) -> Result<(), Error> {
+    conf.require_1_1("GC")?;
+    let valid = valid_attachments(raw)?;
+    release_unlisted(request, conf, &valid)
+}
+
+/// Releases reservations of attachments not in `valid`.
+fn release_unlisted(request: &Request, conf: &NetConf, valid: &[Owner]) -> Result<(), Error> {
     match &conf.ipam {
         IpamConf::None => Ok(()),
         IpamConf::Builtin(builtin) => {
@@ -188,7 +196,7 @@ pub fn gc(request: &Request, conf: &NetConf, valid: &[Owner]) -> Result<(), Erro
 /// The attachments GC must keep: `cni.dev/valid-attachments`, or the older `cni.dev/attachments`.
 /// Neither present is an error rather than "keep nothing": a GC that frees every address because a
 /// key was misspelt would hand out addresses that running pods hold.
-pub fn valid_attachments(value: &Value) -> Result<Vec<Owner>, Error> {
+fn valid_attachments(value: &Value) -> Result<Vec<Owner>, Error> {
     let list = ["cni.dev/valid-attachments", "cni.dev/attachments"]
         .iter()
         .find_map(|key| value.get(*key))

@@ -12,22 +12,16 @@ use serde_json::Value;
 use super::builtin;
 use crate::cni::{CniArgs, CniResult, Command, Request};
 use crate::config::{IpamConf, NetConf};
-use crate::error::{ConfigProblem, Error};
+use crate::error::{ConfigProblem, Error, Scope};
 use roslan_ipam_core::Owner;
 
-/// Keys of the network configuration an IPAM plugin reads; problems elsewhere are the main plugin's.
-fn concerns_ipam(problem: &ConfigProblem) -> bool {
-    ["name", "cniVersion", "cniVersions", "prevResult"].contains(&problem.key.as_str())
-        || ["ipam", "runtimeConfig.ips", "runtimeConfig.ipRanges", "args.cni.ips"]
-            .iter()
-            .any(|k| problem.key.starts_with(k))
-}
-
-/// The configuration as an IPAM plugin sees it: only the problems and unknown keys that concern it.
+/// The configuration as an IPAM plugin sees it: only the problems with keys an IPAM reads (their
+/// scope, set where each was found, is [`Scope::Ipam`] or wider) and the unknown keys of `ipam`;
+/// the rest is the main plugin's.
 pub fn parse(value: &Value) -> Result<(NetConf, Vec<ConfigProblem>), Error> {
     let (mut conf, problems) = NetConf::parse(value)?;
     conf.warnings.retain(|w| w.starts_with("ignoring unknown key \"ipam."));
-    Ok((conf, problems.into_iter().filter(concerns_ipam).collect()))
+    Ok((conf, problems.into_iter().filter(|p| p.scope >= Scope::Ipam).collect()))
 }
 
 /// Runs one IPAM command on a configuration the caller has parsed and admitted
@@ -85,15 +79,64 @@ pub fn dispatch(request: &Request, conf: &NetConf, value: &Value) -> Result<Opti
             None
         }
         Command::Status => {
-            crate::commands::require_1_1(conf, "STATUS")?;
+            conf.require_1_1("STATUS")?;
             super::status(request, conf)?;
             None
         }
         Command::Gc => {
-            crate::commands::gc::gc(request, conf, value)?;
+            super::gc(request, conf, value)?;
             None
         }
         Command::Version => unreachable!("answered before the configuration is read"),
     };
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::refuse;
+    use crate::error::Scope;
+
+    /// One problem of each scope, and which commands each stops: said where the problem was found.
+    #[test]
+    fn problems_carry_the_scope_of_the_key_that_raised_them() {
+        let conf = json!({
+            "cniVersion": "1.1.0",
+            "name": "bad/name",
+            "type": "roslan",
+            "mode": "sideways",
+            "args": {"cni": {"ips": ["not-an-address"]}},
+            "prevResult": "not a result",
+            "ipam": {"type": "host-local", "dataDir": "relative/dir", "ranges": [[{"subnet": "10.0.0.0/33"}]]}
+        });
+        let (_, all) = NetConf::parse(&conf).unwrap();
+        let scope_of = |key: &str| {
+            all.iter()
+                .find(|p| p.key.starts_with(key))
+                .map(|p| p.scope)
+                .unwrap_or_else(|| panic!("no problem with {key}: {all:?}"))
+        };
+        assert_eq!(scope_of("mode"), Scope::Plugin);
+        assert_eq!(scope_of("args.cni.ips"), Scope::Ipam);
+        assert_eq!(scope_of("prevResult"), Scope::Ipam);
+        assert_eq!(scope_of("ipam.ranges"), Scope::Ipam);
+        assert_eq!(scope_of("name"), Scope::Store);
+        assert_eq!(scope_of("ipam.dataDir"), Scope::Store);
+
+        // DEL is stopped only by what keeps it from the reservations.
+        let Err(Error::Config(fatal)) = refuse(Command::Del, all.clone()) else {
+            panic!("DEL must refuse a bad name")
+        };
+        let keys: Vec<&str> = fatal.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["name", "ipam.dataDir"]);
+        assert!(matches!(refuse(Command::Add, all.clone()), Err(Error::Config(p)) if p.len() == all.len()));
+
+        // roslan-ipam sees every problem but the main plugin's.
+        let (_, mine) = parse(&conf).unwrap();
+        assert_eq!(mine.len(), all.len() - 1);
+        assert!(mine.iter().all(|p| p.key != "mode"));
+    }
 }
