@@ -94,11 +94,7 @@ fn host_local_writes(dir: &std::path::Path, first: std::net::Ipv4Addr, count: u3
     written
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "root-tests"),
-    ignore = "needs root and network namespaces: run `make test` as root"
-)]
+#[root_test]
 fn thousands_of_foreign_reservations_are_avoided_released_and_collected() {
     let lan = Lan::new();
     let mut conf = lan.config("1.1.0");
