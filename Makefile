@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := iproute2 iputils-ping iputils-arping procps etcd-server openssl tcpdump python3 python3-venv containernetworking-plugins cyclonedds-tools podman runc containerd busybox-static debootstrap
+APT_PACKAGES := iproute2 iputils-ping iputils-arping procps etcd-server openssl tcpdump python3 python3-venv containernetworking-plugins valgrind cyclonedds-tools podman runc containerd busybox-static debootstrap
 ROOT := $(shell id -u)
 # Release binaries are fully static (no dynamic loader at exec: ~0.3 ms less per CNI call, and they run
 # in a minimal image and inside Multus' chroot). The explicit --target keeps build scripts and proc
@@ -169,7 +169,8 @@ demo: deps release venv
 	@if [ "$(ROOT)" != 0 ]; then echo "make demo needs root (it creates network namespaces)"; exit 1; fi
 	tests/demo/demo.sh $(RELEASE_DIR)
 
-## bench: roslan and the reference plugins timed in the same run; writes docs/benchmarks.md, the raw
+## bench: roslan and the reference plugins timed, and their instructions counted under callgrind, in the same
+## run; writes docs/benchmarks.md, the raw
 ## numbers in docs/benchmarks.json and the ADD latency chart docs/benchmarks-add-latency.png.
 bench: deps release venv peers
 	@if [ "$(ROOT)" != 0 ]; then echo "make bench needs root (it creates network namespaces)"; exit 1; fi

@@ -1,11 +1,9 @@
 //! The plugin binaries: which ones, and proving that an installed one works.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+use roslan::child::{ChildError, ask_version};
 
 use crate::error::Error;
 
@@ -28,52 +26,28 @@ pub fn verify(path: &Path) -> Result<Vec<String>, Error> {
         path: path.into(),
         detail,
     };
-    let mut child = spawn_version(path).map_err(|err| fail(format!("cannot run it: {err}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A plugin may exit without reading stdin; the resulting EPIPE is not a failure.
-        let _ = stdin.write_all(br#"{"cniVersion":"1.0.0"}"#);
-    }
-    let deadline = Instant::now() + VERIFY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!("no answer within {}s", VERIFY_TIMEOUT.as_secs())));
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(err) => return Err(fail(format!("cannot wait for it: {err}"))),
-        }
-    };
-    // The reply is a few hundred bytes, far below a pipe's buffer, so the child never blocked on it.
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let answer = ask_version(path, VERIFY_TIMEOUT).map_err(|err| {
+        fail(match err {
+            ChildError::Spawn(err) => format!("cannot run it: {err}"),
+            ChildError::Wait(err) => format!("cannot wait for it: {err}"),
+            ChildError::Deadline(limit) => format!("no answer within {}s", limit.as_secs()),
+        })
+    })?;
+    let stdout = answer.stdout_text();
+    let stderr = String::from_utf8_lossy(&answer.output.stderr);
     let excerpt = |text: &str| text.trim().chars().take(300).collect::<String>();
-    if !status.success() {
+    if !answer.output.status.success() {
         return Err(fail(format!(
-            "{status}; stdout: {:?}; stderr: {:?}",
+            "{}; stdout: {:?}; stderr: {:?}",
+            answer.output.status,
             excerpt(&stdout),
             excerpt(&stderr)
         )));
     }
-    let reply: Value = serde_json::from_str(stdout.trim())
-        .map_err(|err| fail(format!("its reply is not JSON ({err}): {:?}", excerpt(&stdout))))?;
-    let versions: Vec<String> = reply
-        .get("supportedVersions")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default();
+    if let Err(err) = &answer.reply {
+        return Err(fail(format!("its reply is not JSON ({err}): {:?}", excerpt(&stdout))));
+    }
+    let versions = answer.supported();
     if versions.is_empty() {
         return Err(fail(format!(
             "its reply lists no supportedVersions: {:?}",
@@ -81,30 +55,6 @@ pub fn verify(path: &Path) -> Result<Vec<String>, Error> {
         )));
     }
     Ok(versions)
-}
-
-/// Starts `path` with a runtime's VERSION environment. ETXTBSY is retried briefly: a file that was
-/// just written can still be open for writing in a child that another thread forked before the
-/// writer closed it (that child closes it at its own exec, microseconds later).
-fn spawn_version(path: &Path) -> std::io::Result<std::process::Child> {
-    const ETXTBSY: i32 = nix::errno::Errno::ETXTBSY as i32;
-    let mut attempts = 0;
-    loop {
-        let spawned = Command::new(path)
-            .env_clear()
-            .env("CNI_COMMAND", "VERSION")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        match spawned {
-            Err(err) if err.raw_os_error() == Some(ETXTBSY) && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
 }
 
 #[cfg(test)]

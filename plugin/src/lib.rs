@@ -9,12 +9,14 @@
 //! - [`commands`]: ADD, DEL, CHECK, STATUS, GC, VERSION;
 //! - [`netlink`]: the one facade over rtnetlink; [`netns`]: entering the pod safely; [`sysctl`];
 //! - [`ipam`]: the built-in allocator ([`roslan_ipam_core`] does the pure work);
-//! - [`error`]: the error type and the single mapping to CNI error codes; [`log`].
+//! - [`error`]: the error type and the single mapping to CNI error codes; [`log`];
+//! - [`child`]: running another program (a delegate, an installed binary) with a deadline.
 //!
 //! [`run`] is the whole plugin: the `roslan` binary only forwards its exit code.
 
 pub mod alias;
 pub mod arp;
+pub mod child;
 pub mod cli;
 pub mod cni;
 pub mod commands;

@@ -9,7 +9,9 @@
 //! run again with [`MEASURE_EXEC`]): its only child is the plugin, so `getrusage(RUSAGE_CHILDREN)` after
 //! reaping it is the plugin's peak RSS, or that of a descendant the plugin reaped if larger (the
 //! kernel folds a reaped child's high-water mark into its parent's children figure). A long-lived
-//! process cannot do this with deltas: `ru_maxrss` is a high-water mark, not a sum.
+//! process cannot do this with deltas: `ru_maxrss` is a high-water mark, not a sum. CPU time, which
+//! is a sum, is taken as a delta ([`cpu_call`]); instructions are counted under callgrind
+//! ([`count_instructions`]), each process of a call in its own log.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -269,4 +271,123 @@ impl Stats {
 /// Rounds to two decimals.
 pub fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// One plugin call from the current thread's namespace, with the CPU time (user + system) of the
+/// plugin and every descendant it reaped, from the growth of `getrusage(RUSAGE_CHILDREN)` across
+/// the call. Only meaningful while no other thread of this process reaps a child: the sections that
+/// use it run their calls one at a time.
+pub fn cpu_call(plugin: &Path, env: &[(&str, &str)], stdin: &[u8]) -> (Duration, Duration, bool, Vec<u8>) {
+    let before = children_cpu();
+    let (took, ok, stdout) = time_call(plugin, env, stdin);
+    (took, children_cpu().saturating_sub(before), ok, stdout)
+}
+
+/// User + system time of every reaped child of this process so far.
+pub fn children_cpu() -> Duration {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let of = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    of(usage.user_time()) + of(usage.system_time())
+}
+
+/// The environment variable every instruction-counting run gets: Go's runtime otherwise preempts
+/// goroutines with SIGURG every 10 ms, signals that valgrind serialises and callgrind must track.
+pub const GO_UNDER_VALGRIND: (&str, &str) = ("GODEBUG", "asyncpreemptoff=1");
+
+/// The instructions one process executed under callgrind.
+#[derive(Clone, Debug)]
+pub struct ProcessCount {
+    /// The program, as valgrind's `Command:` line names it.
+    pub program: String,
+    /// Guest instructions executed (callgrind's `Ir`), all threads together.
+    pub instructions: u64,
+}
+
+/// Why a counting run gave no figure.
+#[derive(Clone, Debug)]
+pub enum CountFailure {
+    /// valgrind itself gave up (its own assertion or crash) in the named programs: the run says nothing
+    /// about the plugin, so it may be retried.
+    Valgrind(String),
+    /// The plugin ran and failed: its stdout.
+    Plugin(String),
+}
+
+/// Runs `plugin` once under `valgrind --tool=callgrind --trace-children=yes` from the current
+/// thread's namespace and returns the instruction count of every process of the tree (the plugin and
+/// whatever it executed, e.g. the reference macvlan's host-local), read from each process's own log
+/// file in `scratch` (valgrind's messages stay apart from the plugin's stdout and stderr).
+///
+/// `--separate-threads=yes` keeps callgrind's per-thread state apart, which Go's many threads need;
+/// the figure is still the process's total over its threads.
+pub fn count_instructions(
+    scratch: &Path,
+    plugin: &Path,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Result<Vec<ProcessCount>, CountFailure> {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch).expect("valgrind scratch directory");
+    let mut child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--trace-children=yes")
+        .arg("--separate-threads=yes")
+        .arg("--callgrind-out-file=/dev/null")
+        .arg(format!("--log-file={}/vg.%p", scratch.display()))
+        .arg(plugin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .env(GO_UNDER_VALGRIND.0, GO_UNDER_VALGRIND.1)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn valgrind (apt-get install valgrind; make deps does)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait valgrind");
+    let mut counts = Vec::new();
+    let mut broken = Vec::new();
+    let mut logs: Vec<_> = std::fs::read_dir(scratch)
+        .expect("read valgrind logs")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|line| {
+                    line.split_once("== ")
+                        .and_then(|(_, rest)| rest.trim_start().strip_prefix(key))
+                })
+                .map(|v| v.trim().to_string())
+        };
+        let program = field("Command:").unwrap_or_else(|| log.display().to_string());
+        match field("Collected :").and_then(|n| n.parse().ok()) {
+            Some(instructions) => counts.push(ProcessCount { program, instructions }),
+            None => {
+                // A process valgrind could not finish; which of valgrind's own checks failed says why.
+                let why = text
+                    .lines()
+                    .find(|l| l.contains("Assertion") || l.contains("valgrind: the 'impossible' happened"))
+                    .unwrap_or("no instruction count in its log")
+                    .trim()
+                    .to_string();
+                broken.push(format!("{program}: {why}"));
+            }
+        }
+    }
+    if !broken.is_empty() {
+        return Err(CountFailure::Valgrind(broken.join("; ")));
+    }
+    if !out.status.success() {
+        return Err(CountFailure::Plugin(String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    Ok(counts)
 }

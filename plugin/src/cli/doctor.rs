@@ -18,9 +18,9 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::unistd::{AccessFlags, access};
 use roslan_ipam_core::blocks::file::{AgentStatus, ApiState, NodeBlocks, status_path};
@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use super::args::{self, Spec};
 use super::igmp::{self, Outcome, SOLICIT_GROUP};
 use super::mld;
+use crate::child::{ask_version, run_with_deadline};
 use crate::config::{IpamConf, MacvlanMode, MasterSpec, NetConf, NodeBlocksConf};
 use crate::master;
 use crate::netlink::{Link, Netlink, Runtime};
@@ -1124,48 +1125,21 @@ fn check_free(sets: &[RangeSet], entries: &[Entry], out: &mut Vec<Finding>) {
     });
 }
 
-/// Runs an installed binary with a time limit: a binary for the wrong architecture or a truncated copy
-/// must not hang the doctor.
-fn run_limited(mut command: Command) -> Result<Output, String> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if start.elapsed() > BINARY_WAIT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {} s", BINARY_WAIT.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(err) => return Err(err.to_string()),
-        }
-    }
-}
-
-/// The installed binary's crate version (`roslan --version`) and its CNI VERSION answer.
+/// The installed binary's crate version (`roslan --version`) and its CNI VERSION answer, each bounded by
+/// [`BINARY_WAIT`]: a binary for the wrong architecture or a truncated copy must not hang the doctor.
 fn installed_version(path: &Path) -> Result<(Option<String>, Vec<String>), String> {
-    let mut version = Command::new(path);
-    version.env_clear().env("CNI_COMMAND", "VERSION");
-    let output = run_limited(version)?;
-    let reply: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
-        format!(
+    let answer = ask_version(path, BINARY_WAIT).map_err(|err| err.to_string())?;
+    if answer.reply.is_err() {
+        return Err(format!(
             "its VERSION answer is not JSON (exit {}): {}",
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).trim()
-        )
-    })?;
-    let supported = reply["supportedVersions"]
-        .as_array()
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default();
+            answer.output.status.code().unwrap_or(-1),
+            answer.stdout_text().trim()
+        ));
+    }
+    let supported = answer.supported();
     let mut tool = Command::new(path);
     tool.env_clear().arg("--version");
-    let crate_version = run_limited(tool).ok().and_then(|out| {
+    let crate_version = run_with_deadline(&mut tool, None, BINARY_WAIT).ok().and_then(|out| {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.trim()
             .strip_prefix("roslan ")

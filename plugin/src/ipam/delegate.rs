@@ -2,32 +2,19 @@
 //! the same environment with CNI_COMMAND set, the complete network configuration on stdin, its stdout
 //! read as a result or a CNI error. Its stderr is passed through to roslan's.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::child::{ChildError, MAX_STDOUT, run_with_deadline};
 use crate::cni::Request;
 use crate::error::{Error, code};
 
 /// How long a delegate may run. whereabouts waits for the API server; kubelet retries anyway.
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// The most of a delegate's stdout kept: a result, like a configuration, is a few KiB.
-const MAX_STDOUT: u64 = crate::cni::env::MAX_STDIN as u64;
-/// The most of its stderr passed on to roslan's.
-const MAX_STDERR: u64 = 1 << 20;
-
-/// Reads `pipe` to its end and keeps the first `limit` bytes; `true` when more came.
-fn keep_first(pipe: impl Read, limit: u64) -> (Vec<u8>, bool) {
-    let mut pipe = pipe;
-    let mut kept = Vec::new();
-    let _ = (&mut pipe).take(limit).read_to_end(&mut kept);
-    let rest = std::io::copy(&mut pipe, &mut std::io::sink()).unwrap_or(0);
-    (kept, rest > 0)
-}
 
 /// Finds `plugin` in CNI_PATH. The name must be a plain file name: a `type` is never a path.
 pub fn find(request: &Request, plugin: &str) -> Result<Option<PathBuf>, Error> {
@@ -55,53 +42,38 @@ pub fn exec(request: &Request, plugin: &str, command: &str) -> Result<Option<Val
         });
     };
     let path = std::env::join_paths(&request.path).unwrap_or_default();
-    let mut child = Command::new(&binary)
+    let mut delegate = Command::new(&binary);
+    delegate
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", &request.container_id)
         .env("CNI_NETNS", &request.netns)
         .env("CNI_IFNAME", &request.ifname)
         .env("CNI_ARGS", &request.args)
-        .env("CNI_PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Io {
-            what: format!("run IPAM plugin {}", binary.display()),
-            source,
-        })?;
-    let pid = child.id();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(&request.stdin);
-    }
-    let (tx, rx) = mpsc::channel();
-    // Both pipes are drained to the end, so a chatty delegate cannot block on a full pipe, but only the
-    // first MAX_STDOUT / MAX_STDERR bytes are kept: a delegate printing without end must not grow
-    // roslan without end.
-    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
-    std::thread::spawn(move || {
-        let stderr = std::thread::spawn(move || err_pipe.map(|p| keep_first(p, MAX_STDERR)).unwrap_or_default());
-        let stdout = out_pipe.map(|p| keep_first(p, MAX_STDOUT)).unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
-        let _ = tx.send(child.wait().map(|status| (status, stdout, stderr)));
-    });
-    let Ok(output) = rx.recv_timeout(TIMEOUT) else {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        return Err(Error::TryAgain(format!(
-            "IPAM plugin {plugin:?} did not answer {command} within {}s",
-            TIMEOUT.as_secs()
-        )));
+        .env("CNI_PATH", path);
+    let output = match run_with_deadline(&mut delegate, Some(&request.stdin), TIMEOUT) {
+        Ok(output) => output,
+        Err(ChildError::Spawn(source)) => {
+            return Err(Error::Io {
+                what: format!("run IPAM plugin {}", binary.display()),
+                source,
+            });
+        }
+        Err(ChildError::Wait(source)) => {
+            return Err(Error::Io {
+                what: format!("wait for IPAM plugin {plugin:?}"),
+                source,
+            });
+        }
+        Err(ChildError::Deadline(_)) => {
+            return Err(Error::TryAgain(format!(
+                "IPAM plugin {plugin:?} did not answer {command} within {}s",
+                TIMEOUT.as_secs()
+            )));
+        }
     };
-    let output = output.map_err(|source| Error::Io {
-        what: format!("wait for IPAM plugin {plugin:?}"),
-        source,
-    })?;
-    let (status, (stdout, stdout_cut), (stderr, _)) = output;
+    let (status, stdout, stderr) = (output.status, output.stdout, output.stderr);
     let _ = std::io::stderr().write_all(&stderr);
-    if stdout_cut {
+    if output.stdout_cut {
         return Err(Error::Decode {
             what: "IPAM plugin output",
             detail: format!(
