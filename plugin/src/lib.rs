@@ -2,15 +2,19 @@
 //!
 //! On ADD it creates a macvlan (bridge mode) on the node's LAN interface directly inside the pod's
 //! network namespace, allocates addresses in-process with host-local's semantics and on-disk format,
-//! and routes multicast through that interface with no gateway. The crate is organised by job:
+//! and routes multicast through that interface with no gateway. The crate is organised in layers by
+//! job, each module importing only the ones below it (`tests/import_graph.rs` fails on a cycle):
 //!
-//! - [`cni`]: the protocol (environment, CNI_ARGS, versions, results);
-//! - [`config`]: the network configuration on stdin, every problem reported at once;
-//! - [`commands`]: ADD, DEL, CHECK, STATUS, GC, VERSION;
-//! - [`netlink`]: the one facade over rtnetlink; [`netns`]: entering the pod safely; [`sysctl`];
-//! - [`ipam`]: the built-in allocator ([`roslan_ipam_core`] does the pure work);
-//! - [`error`]: the error type and the single mapping to CNI error codes; [`log`];
-//! - [`child`]: running another program (a delegate, an installed binary) with a deadline.
+//! - leaves: [`mac`], [`log`], [`fault`], [`alias`] (the link alias, formatted and parsed only there),
+//!   [`netns`] (entering the pod safely), [`sysctl`] (the mechanics of `/proc/sys`), [`child`] (a
+//!   program run with a deadline: delegates, the doctor, the installer);
+//! - [`netlink`]: the one facade over rtnetlink, with its own error and `MacvlanMode`; [`arp`];
+//! - [`error`]: the error type and the single mapping to CNI error codes;
+//! - [`cni`]: the protocol (environment, CNI_ARGS, versions, results, the error object);
+//! - [`config`]: the network configuration on stdin, every problem reported at once with its scope;
+//! - [`master`]; [`ipam`]: the built-in allocator
+//!   ([`roslan_ipam_core`] does the pure work), delegation and the standalone `roslan-ipam`;
+//! - [`commands`]: ADD, DEL, CHECK, STATUS, GC, VERSION; [`cli`]: `validate`, `doctor`, `probe`.
 //!
 //! [`run`] is the whole plugin: the `roslan` binary only forwards its exit code.
 
