@@ -36,7 +36,7 @@ pub mod sysctl;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use roslan::{error as log_error, info, warn};
+use roslan::log::{info, warn};
 
 pub use cli::Args;
 pub use error::Error;
@@ -178,7 +178,7 @@ impl Installer {
         let mut failures = Vec::new();
         let mut step = |result: Result<(), Error>| {
             if let Err(err) = result {
-                log_error!("{err}");
+                roslan::log::error!("{err}");
                 failures.push(err.to_string());
             }
         };
@@ -468,7 +468,7 @@ impl Installer {
             failures.push(err);
         }
         for err in &failures {
-            log_error!("{err}");
+            roslan::log::error!("{err}");
         }
         if failures.is_empty() {
             Ok(())
@@ -521,7 +521,7 @@ pub fn run(args: Args) -> i32 {
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(err) => {
-            log_error!("{err}");
+            roslan::log::error!("{err}");
             return EXIT_FAILED;
         }
     };
@@ -539,14 +539,14 @@ pub fn run(args: Args) -> i32 {
     let config = match Config::new(args) {
         Ok(config) => config,
         Err(err) => {
-            log_error!("{err}");
+            roslan::log::error!("{err}");
             return EXIT_USAGE;
         }
     };
     let mut installer = match Installer::new(config) {
         Ok(installer) => installer,
         Err(err) => {
-            log_error!("{err}");
+            roslan::log::error!("{err}");
             return EXIT_FAILED;
         }
     };
@@ -568,7 +568,7 @@ pub fn run(args: Args) -> i32 {
     if installer.pass(true).is_err() {
         // Exiting makes the failure visible (CrashLoopBackOff with this log) instead of a Running
         // pod that installed nothing; the kubelet's restart is the retry.
-        log_error!("the first check failed; exiting so that the pod's restarts retry it");
+        roslan::log::error!("the first check failed; exiting so that the pod's restarts retry it");
         return EXIT_FAILED;
     }
     if once {
@@ -577,7 +577,7 @@ pub fn run(args: Args) -> i32 {
     if let Some(agent) = agent
         && let Err(err) = blocks::spawn(agent)
     {
-        log_error!("cannot start the block agent: {err}");
+        roslan::log::error!("cannot start the block agent: {err}");
         return EXIT_FAILED;
     }
     info!("checking again every {}s; SIGTERM or SIGINT stops", interval.as_secs());
@@ -599,7 +599,7 @@ fn wait_for_stop(signals: &Signals, timeout: Option<Duration>) -> Option<i32> {
         }
         Ok(None) => None,
         Err(err) => {
-            log_error!("{err}");
+            roslan::log::error!("{err}");
             Some(EXIT_FAILED)
         }
     }

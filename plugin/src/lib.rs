@@ -98,7 +98,7 @@ pub fn run_as(role: Role, env: impl Fn(&str) -> Option<OsString>, stdin: impl Re
 }
 
 fn fail(stdout: &mut impl Write, err: &Error, version: Option<Version>) -> i32 {
-    error!("{err}");
+    log::error!("{err}");
     let reply = serde_json::to_string(&ErrorReply::of(err, version)).unwrap_or_else(|_| String::from("{\"code\":100}"));
     let _ = writeln!(stdout, "{reply}");
     1
@@ -134,7 +134,7 @@ fn start_log(conf: &NetConf, request: &Request, role: &str, problems: &mut Vec<C
         problems.push(ConfigProblem::new("logFile", message));
     }
     for line in &conf.warnings {
-        warn!("{line}");
+        log::warn!("{line}");
     }
 }
 

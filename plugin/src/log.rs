@@ -187,18 +187,35 @@ pub fn write(level: Level, message: std::fmt::Arguments<'_>) {
     }
 }
 
+// The macros are exported under private names and re-exported here, so that they are reached as
+// `log::debug!` (or imported from `crate::log`): an `error!` at the crate root would share its name with the
+// `error` module, and every user of a macro would depend on `log` without the import saying so.
+
 /// Logs at debug level.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! debug { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*)) } }
+macro_rules! __log_debug { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*)) } }
 /// Logs at info level.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! info { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)*)) } }
+macro_rules! __log_info { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)*)) } }
 /// Logs at warn level.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! warn { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($arg)*)) } }
+macro_rules! __log_warn { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($arg)*)) } }
 /// Logs at error level.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! error { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)*)) } }
+macro_rules! __log_error { ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)*)) } }
+
+/// Logs at debug level: `log::debug!("...")`.
+pub use crate::__log_debug as debug;
+/// Logs at error level: `log::error!("...")`.
+pub use crate::__log_error as error;
+/// Logs at info level: `log::info!("...")`.
+pub use crate::__log_info as info;
+/// Logs at warn level: `log::warn!("...")`.
+pub use crate::__log_warn as warn;
 
 /// Phase timings of one command, logged at debug level so an operator can see where a slow ADD went.
 pub struct Stopwatch {

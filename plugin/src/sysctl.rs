@@ -88,13 +88,13 @@ impl Previous {
         let visit = match Visit::open() {
             Ok(visit) => visit,
             Err(err) => {
-                crate::warn!("rollback: could not open /proc/sys to restore sysctls: {}", err.source);
+                crate::log::warn!("rollback: could not open /proc/sys to restore sysctls: {}", err.source);
                 return;
             }
         };
         for (key, value) in self.0.iter().rev() {
             if let Err(err) = visit.write(key, value) {
-                crate::warn!(
+                crate::log::warn!(
                     "rollback: could not restore sysctl {} to {value}: {}",
                     key.dotted(),
                     err.source

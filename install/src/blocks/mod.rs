@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnetwork::IpNetwork;
 use roslan::config::{BuiltinIpam, IpamConf, NetConf};
-use roslan::{info, warn};
+use roslan::log::{info, warn};
 use roslan_ipam_core::RangeSet;
 use roslan_ipam_core::blocks::file::{AgentStatus, ApiState, NodeBlocks};
 use roslan_ipam_core::blocks::{blocks as blocks_of, capacity_in};
@@ -73,14 +73,14 @@ pub fn spawn(config: AgentConfig) -> std::io::Result<std::thread::JoinHandle<()>
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(err) => {
-                roslan::error!("blocks: cannot start the agent's runtime: {err}");
+                roslan::log::error!("blocks: cannot start the agent's runtime: {err}");
                 return;
             }
         };
         runtime.block_on(async move {
             match Agent::new(config) {
                 Ok(mut agent) => agent.run().await,
-                Err(err) => roslan::error!("blocks: {err}"),
+                Err(err) => roslan::log::error!("blocks: {err}"),
             }
         });
     })

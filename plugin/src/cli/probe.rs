@@ -1,5 +1,5 @@
 //! `roslan probe`: a multicast exchange between places on this machine, so that a network problem can
-//! be told apart from a DDS one. Between machines, `--listen` and `--send` ([`super::remote`]) do the
+//! be told apart from a DDS one. Between machines, `--listen` and `--send` (`cli/remote.rs`) do the
 //! same with an echo.
 //!
 //! A place is the current namespace (`node`) or a network namespace (a pod's `/proc/<pid>/ns/net`, a

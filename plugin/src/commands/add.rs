@@ -35,13 +35,14 @@ use crate::config::{IpamConf, MIN_MTU, NetConf, is_multicast_prefix};
 use crate::error::Error;
 use crate::ipam::{self, Assigned};
 use crate::log::Stopwatch;
+use crate::log::{debug, info, warn};
 use crate::mac::Mac;
 use crate::netlink::{
     LOCAL_TABLE, Link, MULTICAST6_LAST_METRIC, MULTICAST6_METRIC, MacvlanSpec, Netlink, NetlinkError, Request as Nl,
     RouteSpec, Runtime, SCOPE_LINK,
 };
 use crate::netns::Netns;
-use crate::{alias, arp, debug, fault, info, sysctl, warn};
+use crate::{alias, arp, fault, sysctl};
 
 /// How long ADD waits for IPv6 duplicate address detection when `ipam.dad` asks for it.
 const DAD_WAIT: Duration = Duration::from_secs(5);

@@ -15,11 +15,12 @@ use super::Attachment;
 use crate::cni::Request;
 use crate::config::NetConf;
 use crate::error::Error;
+use crate::fault;
 use crate::log::Stopwatch;
+use crate::log::{debug, info, warn};
 use crate::netlink::{Link, Netlink, Runtime};
 use crate::netns::{self, Netns};
 use crate::{alias, ipam};
-use crate::{debug, fault, info, warn};
 
 /// Runs DEL.
 pub fn del(request: &Request, conf: &NetConf) -> Result<(), Error> {

@@ -15,7 +15,7 @@ use super::Assigned;
 use crate::cni::{Dns, IpConfig};
 use crate::config::{BuiltinIpam, NodeBlocksConf};
 use crate::error::Error;
-use crate::warn;
+use crate::log::warn;
 
 /// The largest node-name file read: a Kubernetes node name is at most 253 bytes.
 pub const MAX_NODE_NAME_FILE: u64 = 4 << 10;

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::cni::{CniArgs, CniResult, Dns, IpConfig, Request, Route};
 use crate::config::{IpamConf, NetConf};
 use crate::error::Error;
-use crate::{info, warn};
+use crate::log::{info, warn};
 
 /// What IPAM hands the plugin on ADD.
 #[derive(Clone, Debug, Default)]
