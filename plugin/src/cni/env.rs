@@ -74,8 +74,9 @@ pub struct Request {
     pub command: Command,
     /// CNI_CONTAINERID (validated when present).
     pub container_id: String,
-    /// CNI_NETNS; empty when absent (allowed on DEL).
-    pub netns: String,
+    /// CNI_NETNS, the pod's network namespace: `None` when absent or empty, which only DEL allows (the
+    /// namespace may be gone); ADD and CHECK are refused without it, so [`Request::pod_netns`] is theirs.
+    pub netns: Option<String>,
     /// CNI_IFNAME (validated when present).
     pub ifname: String,
     /// CNI_ARGS, unparsed: ADD parses it strictly, DEL leniently.
@@ -191,7 +192,7 @@ impl Request {
         let mut request = Request {
             command,
             container_id: get("CNI_CONTAINERID"),
-            netns: get("CNI_NETNS"),
+            netns: Some(get("CNI_NETNS")).filter(|path| !path.is_empty()),
             ifname: get("CNI_IFNAME"),
             args: get("CNI_ARGS"),
             path: get("CNI_PATH")
@@ -207,13 +208,27 @@ impl Request {
         Ok(Some(request))
     }
 
+    /// The pod's namespace for the commands that require one (ADD, CHECK): their requests are refused
+    /// without CNI_NETNS when read, so this fails only if called for another command.
+    pub fn pod_netns(&self) -> Result<&str, Error> {
+        self.netns.as_deref().ok_or_else(|| {
+            Error::env(
+                "CNI_NETNS",
+                format!(
+                    "required environment variables missing for {}: CNI_NETNS",
+                    self.command.as_str()
+                ),
+            )
+        })
+    }
+
     /// VERSION, STATUS and GC concern no attachment, so CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME are not
     /// validated for them; whatever a caller sets there anyway is dropped, so that no unvalidated name
     /// can reach a path or a link name later (found by the `environment` fuzz target).
     fn forget_unused(&mut self) {
         if matches!(self.command, Command::Version | Command::Status | Command::Gc) {
             self.container_id.clear();
-            self.netns.clear();
+            self.netns = None;
             self.ifname.clear();
         }
     }
@@ -226,7 +241,7 @@ impl Request {
         };
         let missing: Vec<&str> = [
             (needs_container && self.container_id.is_empty(), "CNI_CONTAINERID"),
-            (needs_netns && self.netns.is_empty(), "CNI_NETNS"),
+            (needs_netns && self.netns.is_none(), "CNI_NETNS"),
             (needs_ifname && self.ifname.is_empty(), "CNI_IFNAME"),
         ]
         .into_iter()
@@ -374,7 +389,7 @@ mod tests {
             ])
             .unwrap()
             .unwrap();
-            assert!(request.container_id.is_empty() && request.netns.is_empty() && request.ifname.is_empty());
+            assert!(request.container_id.is_empty() && request.netns.is_none() && request.ifname.is_empty());
         }
     }
 }

@@ -163,13 +163,13 @@ pub fn add(request: &Request, conf: &NetConf) -> Result<CniResult, Error> {
         ));
     }
 
-    let netns = Netns::open(&request.netns)?;
+    let netns = Netns::open(request.pod_netns()?)?;
     if !request.netns_override && netns.same_as(&Netns::current()?) {
         return Err(Error::env(
             "CNI_NETNS",
             format!(
                 "{} is the plugin's own network namespace; pass the pod's namespace",
-                request.netns
+                netns.path()
             ),
         ));
     }
@@ -382,7 +382,7 @@ fn configure(ctx: &Ctx<'_>, undo: &mut Undo<'_>, watch: &mut Stopwatch) -> Resul
     if links.iter().any(|l| l.name == request.ifname) {
         return Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
-            netns: request.netns.clone(),
+            netns: ctx.netns.path().to_string(),
         });
     }
     let flags = plan_flags(&links, conf, link.index);
@@ -450,7 +450,7 @@ fn configure(ctx: &Ctx<'_>, undo: &mut Undo<'_>, watch: &mut Stopwatch) -> Resul
         name: request.ifname.clone(),
         mac: link.mac.map(|m| m.to_string()),
         mtu: Some(link.mtu),
-        sandbox: Some(request.netns.clone()),
+        sandbox: Some(ctx.netns.path().to_string()),
     });
     result.ips.extend(ips.into_iter().map(|ip| IpConfig {
         interface: Some(index),
@@ -566,7 +566,7 @@ fn up_answered(
         }
         Err(err) if err.is(Errno::EEXIST) => Err(Error::InterfaceExists {
             ifname: request.ifname.clone(),
-            netns: request.netns.clone(),
+            netns: ctx.netns.path().to_string(),
         }),
         Err(err) => Err(Error::netlink(format!(
             "rename {} to {} and set it up",

@@ -29,21 +29,22 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
         Error::config("prevResult", "Required prevResult missing; CHECK compares the attachment with the ADD result the runtime passes as prevResult")
     })?;
+    let sandbox = request.pod_netns()?;
     let mut wrong = Vec::new();
     let Some(index) = prev
         .interfaces
         .iter()
-        .position(|i| i.name == request.ifname && i.sandbox.as_deref() == Some(request.netns.as_str()))
+        .position(|i| i.name == request.ifname && i.sandbox.as_deref() == Some(sandbox))
     else {
         return Err(Error::CheckFailed(vec![format!(
             "interface {} with sandbox {} is not in prevResult",
-            request.ifname, request.netns
+            request.ifname, sandbox
         )]));
     };
     let expected = &prev.interfaces[index];
     let attachment = Attachment::new(request, conf);
 
-    let netns = Netns::open(&request.netns)?;
+    let netns = Netns::open(sandbox)?;
     let runtime = Runtime::new()?;
     let pod = runtime
         .connect_in(&netns)
@@ -54,7 +55,7 @@ pub fn check(request: &Request, conf: &NetConf) -> Result<(), Error> {
     else {
         return Err(Error::CheckFailed(vec![format!(
             "link {} does not exist in {}",
-            request.ifname, request.netns
+            request.ifname, sandbox
         )]));
     };
     match link.macvlan_mode {

@@ -82,11 +82,14 @@ fn release_multicast_flags(pod: &Netlink<'_>, link: &Link) {
 }
 
 fn remove_links(request: &Request, attachment: &Attachment, watch: &mut Stopwatch) -> Result<(), Error> {
-    if request.netns.is_empty() || !netns::exists(&request.netns) {
-        debug!("namespace {:?} is gone; nothing to remove there", request.netns);
+    let Some(path) = request.netns.as_deref().filter(|path| netns::exists(path)) else {
+        debug!(
+            "namespace {} is gone; nothing to remove there",
+            request.netns.as_deref().unwrap_or("(none given)")
+        );
         return Ok(());
-    }
-    let netns = match Netns::open(&request.netns) {
+    };
+    let netns = match Netns::open(path) {
         Ok(netns) => netns,
         Err(err) => {
             // A file that is no longer a namespace (e.g. an unmounted /run/netns entry) is a gone pod.

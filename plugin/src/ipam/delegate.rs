@@ -46,10 +46,14 @@ pub fn exec(request: &Request, plugin: &str, command: &str) -> Result<Option<Val
     delegate
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", &request.container_id)
-        .env("CNI_NETNS", &request.netns)
         .env("CNI_IFNAME", &request.ifname)
         .env("CNI_ARGS", &request.args)
         .env("CNI_PATH", path);
+    // A DEL without CNI_NETNS passes none on, rather than an empty one.
+    match &request.netns {
+        Some(netns) => delegate.env("CNI_NETNS", netns),
+        None => delegate.env_remove("CNI_NETNS"),
+    };
     let output = match run_with_deadline(&mut delegate, Some(&request.stdin), TIMEOUT) {
         Ok(output) => output,
         Err(ChildError::Spawn(source)) => {
