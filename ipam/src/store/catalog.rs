@@ -25,7 +25,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::index::owner_key;
-use super::{Owner, no_follow, parse_address, read_small};
+use super::{Owner, no_follow, parse_address, private_file, read_small};
 use crate::IpamError;
 use crate::fnv::fnv64;
 
@@ -248,13 +248,7 @@ fn read_listed(path: &Path, listed: &fs::Metadata) -> Option<String> {
 /// never sees half a bucket.
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(&tmp)?;
+    let mut file = private_file().write(true).create(true).truncate(true).open(&tmp)?;
     file.write_all(bytes)?;
     drop(file);
     fs::rename(&tmp, path)

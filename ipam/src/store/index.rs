@@ -33,7 +33,7 @@ use nix::sys::stat::futimens;
 use nix::sys::time::TimeSpec;
 
 use super::catalog::Catalog;
-use super::{Owner, no_follow, overwrite, parse_address, read_small};
+use super::{Owner, no_follow, overwrite, parse_address, private_file, read_small};
 use crate::IpamError;
 use crate::fnv::fnv64;
 use crate::range::{RangeSet, to_u128};
@@ -256,13 +256,11 @@ impl Index {
         // bitmap; the open file stays valid across the rename and is the one used from here on.
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<File> {
-            let mut file = OpenOptions::new()
+            let mut file = private_file()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
-                .custom_flags(no_follow())
                 .open(&tmp)?;
             file.write_all(&layout.header)?;
             file.write_all(&bits)?;

@@ -153,18 +153,20 @@ pub(crate) fn no_follow() -> i32 {
     OFlag::O_NOFOLLOW.bits()
 }
 
+/// How every file of the store is opened for writing: created 0600 (reservations name containers) and
+/// never through a symbolic link (a link planted in the directory must not redirect a write).
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(0o600).custom_flags(no_follow());
+    options
+}
+
 /// Writes a small file (created 0600 if missing, never through a link) by overwriting it in place and
 /// cutting it to length. Not O_TRUNC: on ext4 a truncate to zero followed by a write forces a block
 /// allocation on close (auto_da_alloc), and not a rename over it, which flushes data first; each costs
 /// ~0.2 ms per ADD. A torn write leaves text that does not parse, which every reader tolerates.
 pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(path)?;
+    let mut file = private_file().write(true).create(true).truncate(false).open(path)?;
     file.write_all(bytes)?;
     file.set_len(bytes.len() as u64)
 }
@@ -361,13 +363,7 @@ impl LockedStore<'_> {
 
     fn create_reservation(&mut self, ip: IpAddr, owner: &Owner, cursor: Option<usize>) -> Result<bool, IpamError> {
         let path = self.path_of(ip);
-        let created = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(no_follow())
-            .open(&path);
+        let created = private_file().read(true).write(true).create_new(true).open(&path);
         let mut file = match created {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
