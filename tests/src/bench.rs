@@ -147,6 +147,34 @@ pub struct RssRecord {
     pub max_rss_kib: u64,
 }
 
+/// Runs `command` as a runtime runs a plugin: only `env` in its environment (plus what the caller set
+/// on `command`), `stdin` written to it, stdout captured, stderr dropped.
+fn run_with_stdin(command: &mut Command, env: &[(&str, &str)], stdin: &[u8], what: &str) -> std::process::Output {
+    // env_clear() drops what the caller set too, so keep those and put them back after the clear.
+    let set: Vec<_> = command
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut child = command
+        .env_clear()
+        .envs(env.iter().copied())
+        .envs(set)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("spawn {what}: {err}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .unwrap_or_else(|err| panic!("write the stdin of {what}: {err}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|err| panic!("wait for {what}: {err}"))
+}
+
 /// One plugin call through the measuring wrapper `bench` (the bench binary itself), from the current
 /// thread's namespace, with `env` plus [`RSS_FILE_ENV`]. Returns success, stdout and every record
 /// written during the call: the outer wrapper's (labelled `top`) and any from wrappers the plugin ran.
@@ -163,25 +191,13 @@ pub fn measured_call(
     report: &Path,
 ) -> (bool, Vec<u8>, Vec<RssRecord>) {
     let _ = std::fs::remove_file(report);
-    let mut child = Command::new(bench)
+    let mut wrapper = Command::new(bench);
+    wrapper
         .arg(MEASURE_EXEC)
         .arg("top")
         .arg(plugin)
-        .env_clear()
-        .envs(env.iter().copied())
-        .env(RSS_FILE_ENV, report)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn measuring wrapper");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait measuring wrapper");
+        .env(RSS_FILE_ENV, report);
+    let out = run_with_stdin(&mut wrapper, env, stdin, "the measuring wrapper");
     let records = std::fs::read_to_string(report)
         .unwrap_or_default()
         .lines()
@@ -328,28 +344,21 @@ pub fn count_instructions(
 ) -> Result<Vec<ProcessCount>, CountFailure> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).expect("valgrind scratch directory");
-    let mut child = Command::new("valgrind")
+    let mut valgrind = Command::new("valgrind");
+    valgrind
         .arg("--tool=callgrind")
         .arg("--trace-children=yes")
         .arg("--separate-threads=yes")
         .arg("--callgrind-out-file=/dev/null")
         .arg(format!("--log-file={}/vg.%p", scratch.display()))
         .arg(plugin)
-        .env_clear()
-        .envs(env.iter().copied())
-        .env(GO_UNDER_VALGRIND.0, GO_UNDER_VALGRIND.1)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn valgrind (apt-get install valgrind; make deps does)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait valgrind");
+        .env(GO_UNDER_VALGRIND.0, GO_UNDER_VALGRIND.1);
+    let out = run_with_stdin(
+        &mut valgrind,
+        env,
+        stdin,
+        "valgrind (apt-get install valgrind; make deps does)",
+    );
     let mut counts = Vec::new();
     let mut broken = Vec::new();
     let mut logs: Vec<_> = std::fs::read_dir(scratch)
