@@ -58,10 +58,14 @@ fn release_multicast_flags(pod: &Netlink<'_>, link: &Link) {
     if names.is_empty() {
         return;
     }
-    let heir = pod.links().ok().and_then(|links| {
+    // One dump answers both questions: whether another link inherits the list, and which of the
+    // listed interfaces still exist and lack the flag (one lookup per name only if the dump failed).
+    let links = pod.links().ok();
+    let heir = links.as_ref().and_then(|links| {
         links
-            .into_iter()
+            .iter()
             .find(|l| l.index != link.index && alias::is_exclusive(l.alias.as_deref()))
+            .cloned()
     });
     if let Some(heir) = heir {
         let mut list = alias::cleared(heir.alias.as_deref());
@@ -84,7 +88,11 @@ fn release_multicast_flags(pod: &Netlink<'_>, link: &Link) {
         }
     }
     for name in names {
-        if let Ok(Some(other)) = pod.link_by_name(&name)
+        let other = match &links {
+            Some(links) => links.iter().find(|l| l.name == name).cloned(),
+            None => pod.link_by_name(&name).ok().flatten(),
+        };
+        if let Some(other) = other
             && !other.multicast
         {
             match pod.set_multicast(other.index, true) {
