@@ -1371,7 +1371,7 @@ fn report(r: &Value) -> String {
     );
     let _ = writeln!(
         w,
-        "- \"First call\": the prefilled files were written by someone else, so roslan's first call indexes them all once (one directory listing and one read per file it has not seen); afterwards it never reads them again. The same catch-up happens after host-local or an operator changes the directory.\n"
+        "- \"First call\": the prefilled files were written by someone else, so roslan's first call rebuilds its index from one directory listing of their names, without reading them; a DEL, CHECK or GC that needs an owner it does not know reads those files once, and nothing reads them again. The same catch-up happens after host-local or an operator changes the directory.\n"
     );
 
     let d = &r["dual_stack"];
