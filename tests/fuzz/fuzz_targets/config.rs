@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use roslan::cni::ErrorReply;
 use roslan::config::NetConf;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,13 +16,13 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             if !problems.is_empty() {
-                let reply = roslan::error::Error::Config(problems).reply(Some(conf.version));
+                let reply = ErrorReply::of(&roslan::error::Error::Config(problems), Some(conf.version));
                 assert_eq!(reply.code, 7);
                 serde_json::to_string(&reply).expect("error reply serialises");
             }
         }
         Err(err) => {
-            let reply = err.reply(None);
+            let reply = ErrorReply::of(&err, None);
             assert!(reply.code > 0);
             serde_json::to_string(&reply).expect("error reply serialises");
         }

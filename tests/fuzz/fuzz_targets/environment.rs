@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(None) => {}
         Err(err) => {
             assert!(err.code() > 0);
-            serde_json::to_string(&err.reply(None)).expect("error reply serialises");
+            serde_json::to_string(&roslan::cni::ErrorReply::of(&err, None)).expect("error reply serialises");
         }
     }
 });
