@@ -5,6 +5,7 @@
 //! expected form, in one go. Unknown keys are never errors (runtimes add their own), but each is
 //! reported with the closest known key so that typos do not fail silently.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
@@ -67,6 +68,23 @@ impl<'a> Obj<'a> {
             path: path.into(),
             known: Vec::new(),
         }
+    }
+
+    /// An absolute path under `key`, `default` when absent or empty; a relative one is a problem naming the
+    /// default as the example (it would resolve against whatever directory the runtime runs in).
+    pub fn absolute_path(&mut self, key: &'static str, default: &str, problems: &mut Problems) -> PathBuf {
+        let path = PathBuf::from(
+            self.string(key, problems)
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| default.into()),
+        );
+        if !path.is_absolute() {
+            problems.push(
+                self.key(key),
+                format!("{} is relative; use an absolute path such as {default}", path.display()),
+            );
+        }
+        path
     }
 
     /// The full dotted name of `key` in this object.

@@ -266,21 +266,7 @@ pub fn parse(
     }
     // DEL and GC find the reservations here: a problem with it stops them too.
     let data_dir = problems.within(Scope::Store, |problems| {
-        let data_dir = PathBuf::from(
-            ipam.string("dataDir", problems)
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-        );
-        if !data_dir.is_absolute() {
-            problems.push(
-                "ipam.dataDir",
-                format!(
-                    "{} is relative; use an absolute path such as {DEFAULT_DATA_DIR}",
-                    data_dir.display()
-                ),
-            );
-        }
-        data_dir
+        ipam.absolute_path("dataDir", DEFAULT_DATA_DIR, problems)
     });
     let resolv_conf = ipam
         .string("resolvConf", problems)
@@ -346,20 +332,7 @@ fn parse_node_blocks(
     let release_after = obj
         .integer("releaseAfter", 0, 30 * 86_400, problems)
         .unwrap_or(DEFAULT_RELEASE_AFTER);
-    let file = PathBuf::from(
-        obj.string("file", problems)
-            .filter(|f| !f.is_empty())
-            .unwrap_or_else(|| DEFAULT_BLOCKS_FILE.into()),
-    );
-    if !file.is_absolute() {
-        problems.push(
-            obj.key("file"),
-            format!(
-                "{} is relative; use an absolute path such as {DEFAULT_BLOCKS_FILE}",
-                file.display()
-            ),
-        );
-    }
+    let file = obj.absolute_path("file", DEFAULT_BLOCKS_FILE, problems);
     warn_unknown(&obj, warnings);
     Some(NodeBlocksConf {
         size,
